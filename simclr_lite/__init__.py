@@ -1,0 +1,17 @@
+"""simclr_lite: SimCLR (Chen et al., 2020) in a few small, tested modules.
+
+One concept of the paper per module:
+
+- :mod:`simclr_lite.data`: CIFAR-10 and ImageFolder trees as uint8 tensors.
+- :mod:`simclr_lite.augment`: the augmentations of Appendix A, batched.
+- :mod:`simclr_lite.models`: ResNet encoder f and projection head g (Sec. 2.1).
+- :mod:`simclr_lite.losses`: NT-Xent (eq. 1) and the losses of Table 2.
+- :mod:`simclr_lite.optim`: LARS, learning-rate scaling, warmup + cosine.
+- :mod:`simclr_lite.train`: the pretraining loop and its config presets.
+- :mod:`simclr_lite.evaluate`: kNN monitor, linear evaluation, fine-tuning.
+- :mod:`simclr_lite.distributed`: torchrun / DDP, global BN, gathered negatives.
+"""
+from .errors import CheckpointError, ConfigError, DataError, SimCLRError, TrainingError
+
+__version__ = "0.1.0"
+__all__ = ["SimCLRError", "DataError", "ConfigError", "CheckpointError", "TrainingError", "__version__"]

@@ -1,0 +1,215 @@
+"""Command line: ``python -m simclr_lite pretrain|evaluate ...``.
+
+Examples::
+
+    python -m simclr_lite pretrain --preset cifar10-cpu --data ../shared/datasets --out runs/cpu
+    python -m simclr_lite evaluate runs/cpu --protocol knn
+    torchrun --nproc_per_node=8 -m simclr_lite pretrain --preset imagenet-r50 --data /imagenet --out runs/in
+
+Every :class:`~simclr_lite.train.Config` field is a flag (``--batch-size``,
+``--lr``, ``--temperature``...). Problems with the input end in one line on
+stderr that says what is wrong and how to fix it, and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, SimCLRError
+
+_HELP = {  # one line per Config field, shown by --help
+    "data": "CIFAR-10 root (cifar-10-batches-py/, train/ + test/ ImageFolder trees or their .tar.gz) or any "
+            "folder with train/ and test/ ImageFolder trees; default $SIMCLR_DATA, else data/",
+    "image_size": "side of decoded images and of the augmented views (pixels)",
+    "download": "download CIFAR-10 with torchvision when it is not found under --data",
+    "skip_bad_images": "skip (and count) unreadable images instead of stopping",
+    "train_limit": "train on a random subset of N images (0: all)",
+    "test_limit": "evaluate on a random subset of N test images (0: all)",
+    "arch": "encoder: resnet10, resnet18, resnet34 or resnet50",
+    "width": "channel width multiplier (Fig. 7)",
+    "cifar_stem": "3x3 stride-1 first conv without max-pool (Appendix B.9)",
+    "stem_stride": "stride of the CIFAR stem's conv (2: 4x less compute, lower accuracy)",
+    "head": "projection head g: none, linear or nonlinear (Fig. 8)",
+    "proj_dim": "output size of the projection head",
+    "strength": "colour distortion strength s (Appendix A; 0.5 for CIFAR-10)",
+    "blur": "Gaussian blur augmentation (ImageNet)",
+    "min_scale": "smallest random-crop area fraction",
+    "loss": "nt_xent, nt_logistic or margin_triplet (Table 2)",
+    "temperature": "temperature tau of NT-Xent (> 0)",
+    "epochs": "number of pretraining epochs",
+    "batch_size": "global batch size N (>= 2; split evenly over torchrun processes)",
+    "optimizer": "lars, sgd or adam",
+    "lr": "base learning rate (scaled by --lr-scaling)",
+    "lr_scaling": "linear (lr x B/256), sqrt (lr x sqrt(B)) or none (Appendix B.1)",
+    "weight_decay": "weight decay (not applied to biases and BN parameters)",
+    "momentum": "momentum of LARS/SGD",
+    "warmup_epochs": "epochs of linear learning-rate warmup before the cosine decay",
+    "knn_every": "run the kNN monitor every N epochs (0: only at the end)",
+    "knn_k": "neighbours of the kNN monitor",
+    "knn_t": "temperature of the kNN monitor's weighted votes",
+    "knn_bank": "training images in the monitor's bank between epochs (0: all; the last epoch uses all)",
+    "log_every": "steps between lines of metrics.jsonl",
+    "seed": "random seed (data order, augmentations, initialisation)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "amp": "mixed precision: auto (bf16 on GPU), off, bf16 or fp16",
+    "channels_last": "channels-last memory format",
+    "compile": "torch.compile the model",
+    "sync_bn": "global (synchronised) batch norm: auto (on with >1 process), on or off",
+    "aug_shards": "draw augmentations in this many parts of the batch (0: number of processes); fix it to "
+                  "make runs reproducible across process counts",
+    "threads": "CPU threads for PyTorch (0: default)",
+    "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
+    "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",
+    "nan_check_every": "steps between checks for a NaN/inf loss",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
+
+
+def _number(kind: type, flag: str):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} expects a {kind.__name__}, got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import PRESETS, Config
+
+    p = _Parser(prog="python -m simclr_lite", description="SimCLR pretraining and evaluation (simclr_lite).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    pre = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR",
+                         description="Pretrain with SimCLR. Start from a preset; any field can be overridden.")
+    pre.add_argument("--preset", default="cifar10-cpu", choices=list(PRESETS),
+                     help="starting configuration (default: cifar10-cpu)")
+    pre.add_argument("--out", required=True, help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float, "bool": bool}.get(str(f.type).split(" ")[0], str)
+        if kind is bool:
+            pre.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=_HELP.get(f.name, ""))
+        elif kind is str:
+            pre.add_argument(flag, type=str, default=None, help=_HELP.get(f.name, ""))
+        else:
+            pre.add_argument(flag, type=_number(kind, flag), default=None, help=_HELP.get(f.name, ""))
+
+    ev = sub.add_parser("evaluate", help="evaluate a run's encoder (kNN, linear or fine-tuning)",
+                        description="Evaluate the encoder of a run folder; prints top-1 and writes eval.json.")
+    ev.add_argument("run", help="run folder written by 'pretrain'")
+    ev.add_argument("--protocol", default="knn", choices=["knn", "linear", "finetune"])
+    ev.add_argument("--data", default=None, help="dataset (default: the run's --data)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--k", type=_number(int, "--k"), default=200, help="kNN neighbours")
+    ev.add_argument("--epochs", type=_number(int, "--epochs"), default=None,
+                    help="epochs of the linear classifier (100) or of fine-tuning (30)")
+    ev.add_argument("--label-fraction", type=_number(float, "--label-fraction"), default=1.0,
+                    help="fraction of labels for fine-tuning (class-balanced; Table 7 uses 0.01 and 0.1)")
+    ev.add_argument("--test-limit", type=_number(int, "--test-limit"), default=None,
+                    help="evaluate on a random subset of N test images")
+    return p
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .train import Config, PRESETS, Preempted, pretrain, preset
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name, None) is not None}
+    out = Path(args.out)
+    if args.resume and (out / "config.json").exists():
+        saved = json.loads((out / "config.json").read_text())
+        cfg = Config(**{**saved, **overrides})
+    else:
+        cfg = preset(args.preset, **overrides)
+    try:
+        summary = pretrain(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except Preempted as e:
+        print(str(e), file=sys.stderr)
+        return 143
+    if summary.get("knn_top1") is not None:
+        print(f"kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.2f} epochs, "
+              f"{summary['wall_time_s']:.0f} s on {summary['device']}; run in {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import label_subset, load_dataset
+    from .distributed import resolve_device
+    from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
+    from .train import describe_device, load_run, subset_indices
+
+    run = Path(args.run)
+    dev = resolve_device(args.device)
+    model, cfg = load_run(run, dev)
+    t0 = time.time()
+    data = args.data if args.data is not None else cfg.data
+    xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images)
+    xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images, classes=classes)
+    if args.test_limit:
+        keep = subset_indices(len(xte), args.test_limit, cfg.seed + 1)
+        xte, yte = xte[keep], yte[keep]
+    result: dict[str, Any] = {"protocol": args.protocol}
+    if args.protocol in ("knn", "linear"):
+        ftr = extract_features(model.encoder, xtr, device=dev)
+        fte = extract_features(model.encoder, xte, device=dev)
+        if args.protocol == "knn":
+            result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
+            result["k"] = args.k
+        else:
+            result.update(linear_eval(ftr, ytr, fte, yte, epochs=args.epochs or 100))
+    else:
+        keep = label_subset(ytr, args.label_fraction, cfg.seed) if args.label_fraction < 1 else torch.arange(len(ytr))
+        result.update(fine_tune(model.encoder, xtr[keep], ytr[keep], xte, yte, epochs=args.epochs or 30,
+                                device=dev))
+        result["label_fraction"] = args.label_fraction
+    result.update({"train_images": len(xtr), "test_images": len(xte), "device": describe_device(dev),
+                   "wall_time_s": round(time.time() - t0, 2)})
+    tmp = run / ".eval.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(run / "eval.json")
+    print(f"{args.protocol} top-1 {result['top1']:.4f} ({len(xte)} test images, {result['wall_time_s']:.0f} s); "
+          f"written to {run / 'eval.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return cmd_pretrain(args) if args.command == "pretrain" else cmd_evaluate(args)
+    except SimCLRError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        from .distributed import cleanup
+        cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,619 @@
+"""SimCLR's data augmentations, applied to whole batches on the training device.
+
+SimCLR (Chen et al., 2020, arXiv:2002.05709) learns by making two random
+"views" of every image agree. Section 3 and Fig. 5 show that the choice of
+augmentations matters more than almost anything else: random crop (+ flip)
+composed with strong colour distortion is the key pair, and Table 1 shows that
+contrastive learning wants *stronger* colour distortion than supervised
+learning. Appendix A gives the exact recipe, implemented here:
+
+1. random crop with area fraction ~ U(0.08, 1) and log aspect ratio ~
+   U(log 3/4, log 4/3), resized back to ``size``, then a horizontal flip (p=0.5);
+2. colour distortion of strength ``s``: ``ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)``
+   applied with p=0.8 (its four parts in random order), then grayscale with p=0.2;
+3. optionally (ImageNet, not CIFAR-10) Gaussian blur with p=0.5,
+   sigma ~ U(0.1, 2) and a kernel of 10% of the image side.
+
+Instead of running torchvision's per-image transforms in DataLoader workers
+(:func:`torchvision_pipeline`, the reference), every op below takes a float
+batch ``x`` of shape (B, 3, H, W) in [0, 1], draws independent random
+parameters *per image* on ``x``'s device, and never leaves that device (no
+``.cpu()``, ``.item()`` or host syncs). Pass a ``torch.Generator`` living on
+``x``'s device for reproducible views. The other transformations of Fig. 4
+(cutout, rotation, Gaussian noise, Sobel filtering, colour drop) are here too,
+and :data:`OPERATORS` holds the seven of Fig. 5.
+
+Book: chapter 2, ``book/02_augmentations.ipynb``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from torch import Tensor
+
+__all__ = [
+    "sample_crop_boxes", "resized_crop", "random_resized_crop", "horizontal_flip",
+    "rgb_to_gray", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
+    "color_jitter", "random_grayscale", "color_distortion", "color_drop",
+    "blur_kernel_size", "gaussian_blur", "rotate", "cutout", "gaussian_noise", "sobel",
+    "OPERATORS", "SimCLRAugment", "torchvision_pipeline",
+]
+
+# torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma; torchvision writes 0.299 as 0.2989).
+LUMA = (0.2989, 0.587, 0.114)
+CROP_TRIES = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls back to a central crop
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _check_images(x: Tensor, name: str = "x") -> None:
+    """Raise ValueError unless ``x`` is a float (B, 3, H, W) batch."""
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a batch of RGB images of shape (B, 3, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}")
+
+
+def _check_p(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability p must be in [0, 1], got {p}")
+
+
+def _check_range(name: str, lo_hi: Sequence[float], low: float = 0.0) -> tuple[float, float]:
+    """Validate a (min, max) pair with ``low <= min <= max``."""
+    if len(lo_hi) != 2 or not low <= lo_hi[0] <= lo_hi[1]:
+        raise ValueError(f"{name} must be a pair (min, max) with {low} <= min <= max, got {tuple(lo_hi)}")
+    return float(lo_hi[0]), float(lo_hi[1])
+
+
+def _uniform(low: float, high: float, shape: tuple[int, ...], device: torch.device,
+             generator: torch.Generator | None) -> Tensor:
+    """U(low, high) samples of ``shape`` on ``device``."""
+    return low + (high - low) * torch.rand(shape, device=device, generator=generator)
+
+
+def _coin(p: float, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """n independent Bernoulli(p) draws as a bool tensor."""
+    return torch.rand(n, device=device, generator=generator) < p
+
+
+def _per_image(v: Tensor) -> Tensor:
+    """(B,) -> (B, 1, 1, 1), to broadcast one value per image."""
+    return v.view(-1, 1, 1, 1)
+
+
+# ----------------------------------------------------------------------------- crop & flip
+
+def sample_crop_boxes(batch: int, height: int, width: int,
+                      scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                      generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+    """Draw ``batch`` crop boxes exactly as ``torchvision.transforms.RandomResizedCrop.get_params``.
+
+    Each box has area ``U(scale) * height * width`` and aspect ratio w/h with
+    ``log(w/h) ~ U(log ratio)``; sides are rounded to integers. Like torchvision
+    we make 10 tries per image and keep the first box that fits; if none fits
+    (rare: very wide or tall images, or ``scale`` above 1) we take torchvision's
+    central fallback crop. All 10 tries are drawn at once, so the distribution
+    equals torchvision's (Appendix A: "random crop with uniform area 0.08 to 1.0
+    and aspect ratio 3/4 to 4/3").
+
+    Returns an int64 tensor (batch, 4) of ``(top, left, h, w)`` on ``device``
+    (default: the generator's device, else CPU).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    s_lo, s_hi = _check_range("scale", scale, low=1e-12)
+    r_lo, r_hi = _check_range("ratio", ratio, low=1e-12)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    shape = (batch, CROP_TRIES)
+    area = height * width * _uniform(s_lo, s_hi, shape, device, generator)
+    aspect = torch.exp(_uniform(math.log(r_lo), math.log(r_hi), shape, device, generator))
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first box that fits
+    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+
+    # torchvision's fallback after 10 failed tries: a central crop with the closest allowed ratio.
+    in_ratio = width / height
+    fw, fh = width, height
+    if in_ratio < r_lo:
+        fh = int(round(width / r_lo))
+    elif in_ratio > r_hi:
+        fw = int(round(height * r_hi))
+    ok = fits.any(dim=1)
+    w, h = torch.where(ok, w, float(fw)), torch.where(ok, h, float(fh))
+
+    # offsets uniform over all positions where the box fits (torch.randint(0, n - side + 1))
+    u = torch.rand(batch, 2, device=device, generator=generator)
+    top = torch.minimum(torch.floor(u[:, 0] * (height - h + 1)), height - h)
+    left = torch.minimum(torch.floor(u[:, 1] * (width - w + 1)), width - w)
+    top = torch.where(ok, top, float((height - fh) // 2))
+    left = torch.where(ok, left, float((width - fw) // 2))
+    return torch.stack([top, left, h, w], dim=1).long()
+
+
+def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
+                 flip: Tensor | None = None) -> Tensor:
+    """Crop box ``(top, left, h, w)`` of each image and resize it to ``size`` (bilinear).
+
+    Equals ``torchvision.transforms.functional.resized_crop(img, top, left, h, w,
+    size, antialias=False)`` per image (to float rounding, ~1e-6), which is also
+    what ``antialias=True`` gives whenever the crop is not larger than ``size``
+    (e.g. CIFAR-10's 32 -> 32). One ``grid_sample`` call for the whole batch:
+    the sampling positions of ``F.interpolate`` (``align_corners=False``) are
+    clamped to the box, so pixels outside a box never leak in. ``flip`` (bool,
+    (B,)) mirrors the chosen images horizontally for free by reversing their
+    sampling grid.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    B, _, H, W = x.shape
+    top, left, h, w = boxes.to(device=x.device, dtype=x.dtype).unbind(dim=1)
+
+    def grid_coords(start: Tensor, length: Tensor, n_in: int, n_out: int) -> Tensor:
+        k = torch.arange(n_out, device=x.device, dtype=x.dtype) + 0.5
+        src = start[:, None] + k * (length / n_out)[:, None] - 0.5   # pixel index, like F.interpolate
+        src = torch.maximum(torch.minimum(src, (start + length - 1)[:, None]), start[:, None])
+        return (2 * src + 1) / n_in - 1                              # grid_sample's [-1, 1] coordinates
+
+    gx = grid_coords(left, w, W, out_w)                              # (B, out_w)
+    gy = grid_coords(top, h, H, out_h)                               # (B, out_h)
+    if flip is not None:
+        gx = torch.where(flip[:, None], gx.flip(1), gx)
+    grid = torch.stack([gx[:, None, :].expand(B, out_h, out_w), gy[:, :, None].expand(B, out_h, out_w)], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.0),
+                        ratio: Sequence[float] = (3 / 4, 4 / 3),
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Random crop + resize to (size, size), a different box per image (Appendix A, Fig. 4b).
+
+    Boxes come from :func:`sample_crop_boxes` (torchvision's RandomResizedCrop
+    distribution); resizing is :func:`resized_crop` (bilinear, no antialias).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    boxes = sample_crop_boxes(x.shape[0], x.shape[2], x.shape[3], scale, ratio, generator, x.device)
+    return resized_crop(x, boxes, size)
+
+
+def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip").
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    _check_p(p)
+    flip = _coin(p, x.shape[0], x.device, generator)
+    return torch.where(_per_image(flip), x.flip(-1), x)
+
+
+# ----------------------------------------------------------------------------- colour
+
+def rgb_to_gray(x: Tensor) -> Tensor:
+    """Luma (B, 1, H, W) with torchvision's ``rgb_to_grayscale`` weights (0.2989, 0.587, 0.114).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    r, g, b = x.unbind(dim=1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
+    """torchvision's ``_blend``: ``factor * img + (1 - factor) * other``, clamped to [0, 1]."""
+    factor = _per_image(factor)
+    return (factor * img + (1.0 - factor) * other).clamp(0.0, 1.0)
+
+
+def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
+    """Per-image ``TF.adjust_brightness``: scale by ``factor`` (B,) (blend with black).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    return _blend(x, 0.0, factor)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    """Per-image ``TF.adjust_contrast``: blend with the image's mean gray level.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    return _blend(x, rgb_to_gray(x).mean(dim=(1, 2, 3), keepdim=True), factor)
+
+
+def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
+    """Per-image ``TF.adjust_saturation``: blend with the grayscale image.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    return _blend(x, rgb_to_gray(x), factor)
+
+
+def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Per-image ``TF.adjust_hue``: rotate the HSV hue by ``shift`` (B,) in [-0.5, 0.5] turns.
+
+    Same maths as torchvision (RGB -> HSV, ``h = (h + shift) mod 1``, HSV -> RGB),
+    fused: a hue shift keeps each pixel's max and min channel (value and
+    chroma), so only the hue angle ``h6`` (in sixths of a turn) is computed, and
+    RGB is rebuilt with the closed form ``max - chroma * clamp(min(k, 4 - k), 0, 1)``,
+    ``k = (n + h6) mod 6`` for n = 5, 3, 1.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    r, g, b = x.unbind(dim=1)
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)
+    chroma = maxc - minc
+    safe = torch.where(chroma == 0, 1.0, chroma)
+    # hue (in sixths) for max = r, g, b: (g - b)/c, 2 + (b - r)/c, 4 + (r - g)/c
+    cand = (x[:, [1, 2, 0]] - x[:, [2, 0, 1]]) / safe.unsqueeze(1)
+    h6 = torch.where(maxc == r, cand[:, 0], torch.where(maxc == g, 2.0 + cand[:, 1], 4.0 + cand[:, 2]))
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + (h6 + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1), 6.0)
+    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+
+
+def _jitter_range(name: str, value: float | Sequence[float], center: float,
+                  bound: tuple[float, float]) -> tuple[float, float]:
+    """torchvision's ``ColorJitter._check_input``: v -> [max(lo, center - v), center + v], or a (min, max) pair."""
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        lo_hi = (max(bound[0], center - value), center + value)
+    else:
+        lo_hi = tuple(float(v) for v in value)
+    if len(lo_hi) != 2 or not bound[0] <= lo_hi[0] <= lo_hi[1] <= bound[1]:
+        raise ValueError(f"{name} must give a range (min, max) inside {bound}, got {value}")
+    return lo_hi
+
+
+def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast: float | Sequence[float] = 0.0,
+                 saturation: float | Sequence[float] = 0.0, hue: float | Sequence[float] = 0.0, p: float = 0.8,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """torchvision's ``RandomApply([ColorJitter(b, c, s, h)], p)``, batched (Appendix A).
+
+    With probability ``p`` per image: brightness factor ~ U[max(0, 1-b), 1+b],
+    contrast ~ U[max(0, 1-c), 1+c], saturation ~ U[max(0, 1-s), 1+s] and hue
+    shift ~ U[-h, h] (h <= 0.5), applied "in random order" (each image draws its
+    own permutation of the four). As in torchvision, each argument may also be
+    a (min, max) range. Batched: at each of the 4 steps every image is
+    blended with its own target (black / mean gray / gray image, as
+    :func:`adjust_brightness` etc.; factor 1 = unchanged for images not jittered
+    or doing hue at that step), then the hue shift is applied to the images
+    whose step it is.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    _check_p(p)
+    inf = float("inf")
+    ranges = [_jitter_range("brightness", brightness, 1.0, (0.0, inf)),
+              _jitter_range("contrast", contrast, 1.0, (0.0, inf)),
+              _jitter_range("saturation", saturation, 1.0, (0.0, inf)),
+              _jitter_range("hue", hue, 0.0, (-0.5, 0.5))]
+    B, dev = x.shape[0], x.device
+    f_bright, f_contrast, f_sat, shift = (_uniform(lo, hi, (B,), dev, generator) for lo, hi in ranges)
+    jitter = _coin(p, B, dev, generator)
+    order = torch.rand(B, 4, device=dev, generator=generator).argsort(dim=1)  # a random permutation per image
+    order = torch.where(jitter[:, None], order, -1)                          # -1: leave the image alone
+
+    for step in order.unbind(dim=1):          # step[i] = which op image i applies now (0 b, 1 c, 2 s, 3 h)
+        # blend f x + (1 - f) target, target = black (b), mean gray (c) or gray image (s); f = 1: no-op
+        f = torch.where(step == 0, f_bright, torch.where(step == 1, f_contrast,
+                                                         torch.where(step == 2, f_sat, 1.0)))
+        gray = rgb_to_gray(x)
+        to_mean = torch.where(step == 1, (1.0 - f) * gray.mean(dim=(1, 2, 3)), 0.0)
+        to_gray = torch.where(step == 2, 1.0 - f, 0.0)
+        x = torch.addcmul(_per_image(to_mean), _per_image(f), x).add_(_per_image(to_gray) * gray).clamp_(0.0, 1.0)
+        if ranges[3] != (0.0, 0.0):
+            x = _apply_where(step == 3, lambda imgs, idx: adjust_hue(imgs, shift[idx]), x)
+    return x
+
+
+def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn`` applied to the images where ``mask`` is true, others unchanged.
+
+    On CPU only those images are computed (indexing is free there); on other
+    devices ``fn`` runs on the whole batch and ``torch.where`` picks, because
+    indexing by a mask would wait for the device (a host sync).
+    ``fn(images, index)`` gets the chosen images and their batch indices.
+    """
+    if x.device.type == "cpu":
+        idx = mask.nonzero().squeeze(1)
+        return x.index_copy(0, idx, fn(x[idx], idx))
+    return torch.where(_per_image(mask), fn(x, torch.arange(x.shape[0], device=x.device)), x)
+
+
+def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
+    """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    _check_p(p)
+    gray = _coin(p, x.shape[0], x.device, generator)
+    return torch.where(_per_image(gray), rgb_to_gray(x).expand_as(x), x)
+
+
+def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
+    """Appendix A's colour distortion of strength s (Table 1 studies s from 1/8 to 1).
+
+    ``RandomApply([ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)], p=0.8)`` then
+    ``RandomGrayscale(p=0.2)``. The paper uses s=1 on ImageNet and s=0.5 on
+    CIFAR-10 (Appendix B.9). s must be in [0, 2.5] (hue 0.2s at most 0.5).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    if not 0.0 <= strength <= 2.5:
+        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+    s = strength
+    x = color_jitter(x, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8, generator=generator)
+    return random_grayscale(x, p=0.2, generator=generator)
+
+
+def color_drop(x: Tensor) -> Tensor:
+    """Fig. 4(e) "color drop": every image becomes grayscale (3 equal channels).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    return rgb_to_gray(x).expand_as(x).contiguous()
+
+
+# ----------------------------------------------------------------------------- blur & the other Fig. 4 ops
+
+def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
+    """Gaussian kernel side: ``fraction`` of the image side, made odd, at least 3 (32 -> 3, 224 -> 23).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    return max(3, int(side * fraction) // 2 * 2 + 1)
+
+
+def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5, kernel_fraction: float = 0.1,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """Appendix A's Gaussian blur: with probability p, sigma ~ U(sigma), kernel 10% of the side.
+
+    Same kernel and reflect padding as ``torchvision.transforms.GaussianBlur``,
+    done separably for the whole batch as two grouped convolutions with one
+    1-D kernel per image. The kernel side comes from :func:`blur_kernel_size`
+    of ``min(H, W)``.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    _check_p(p)
+    lo, hi = _check_range("sigma", sigma, low=1e-6)
+    B, C, H, W = x.shape
+    k = blur_kernel_size(min(H, W), kernel_fraction)
+    sig = _uniform(lo, hi, (B,), x.device, generator)
+    blur = _coin(p, B, x.device, generator)
+    t = torch.linspace(-(k - 1) / 2, (k - 1) / 2, k, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sig[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(C, dim=0)   # (B*C, k)
+    r = k // 2
+    y = F.pad(x, (r, r, r, r), mode="reflect").reshape(1, B * C, H + 2 * r, W + 2 * r)
+    y = F.conv2d(y, kernel[:, None, None, :], groups=B * C)   # along width
+    y = F.conv2d(y, kernel[:, None, :, None], groups=B * C)   # along height
+    return torch.where(_per_image(blur), y.view(B, C, H, W), x)
+
+
+def rotate(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Fig. 4(g): rotate each square image by a random one of {90, 180, 270} degrees.
+
+    Counter-clockwise, i.e. ``TF.rotate(img, 90 * k)`` = ``torch.rot90(img, k, dims=(-2, -1))``.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    if x.shape[2] != x.shape[3]:
+        raise ValueError(f"rotate needs square images, got shape {tuple(x.shape)}")
+    k = _per_image(torch.randint(1, 4, (x.shape[0],), device=x.device, generator=generator))
+    r1, r2, r3 = (torch.rot90(x, i, dims=(2, 3)) for i in (1, 2, 3))
+    return torch.where(k == 1, r1, torch.where(k == 2, r2, r3))
+
+
+def cutout(x: Tensor, size_fraction: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
+    """Fig. 4(f) cutout (DeVries & Taylor, 2017): zero one random square per image.
+
+    Our choice: the square's side is uniform in {1, ..., round(size_fraction * min(H, W))}
+    pixels (so "up to half the image" by default) and it lies fully inside the
+    image, at a uniformly random position.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    if not 0.0 < size_fraction <= 1.0:
+        raise ValueError(f"size_fraction must be in (0, 1], got {size_fraction}")
+    B, _, H, W = x.shape
+    max_side = max(1, round(size_fraction * min(H, W)))
+    u = torch.rand(B, 3, device=x.device, generator=generator)
+    side = torch.minimum(torch.floor(u[:, 0] * max_side) + 1, torch.tensor(float(max_side), device=x.device))
+    top = torch.minimum(torch.floor(u[:, 1] * (H - side + 1)), H - side)
+    left = torch.minimum(torch.floor(u[:, 2] * (W - side + 1)), W - side)
+    rows = torch.arange(H, device=x.device, dtype=side.dtype)
+    cols = torch.arange(W, device=x.device, dtype=side.dtype)
+    in_rows = (rows >= top[:, None]) & (rows < (top + side)[:, None])     # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + side)[:, None])   # (B, W)
+    hole = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)       # (B, 1, H, W)
+    return x.masked_fill(hole, 0.0)
+
+
+def gaussian_noise(x: Tensor, std: Sequence[float] = (0.0, 0.1), generator: torch.Generator | None = None) -> Tensor:
+    """Fig. 4(h): add N(0, sigma^2) pixel noise, sigma ~ U(std) per image, then clamp to [0, 1].
+
+    Our choice of the default std range (0, 0.1) on the [0, 1] scale: visible but
+    not destructive noise.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    lo, hi = _check_range("std", std)
+    sigma = _uniform(lo, hi, (x.shape[0],), x.device, generator)
+    noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    return (x + _per_image(sigma) * noise).clamp(0.0, 1.0)
+
+
+def sobel(x: Tensor) -> Tensor:
+    """Fig. 4(j) Sobel filtering: gradient magnitude of the luma, divided by its per-image max.
+
+    Replicate padding keeps the size; a flat image gives zeros. Output on 3 channels.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    _check_images(x)
+    gray = F.pad(rgb_to_gray(x), (1, 1, 1, 1), mode="replicate")
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    grad = F.conv2d(gray, torch.stack([kx, kx.t()]).unsqueeze(1))   # (B, 2, H, W): d/dx, d/dy
+    mag = grad.pow(2).sum(dim=1, keepdim=True).sqrt()
+    mag = mag / mag.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return mag.expand_as(x).contiguous()
+
+
+# ----------------------------------------------------------------------------- Fig. 5 and the full pipeline
+
+def _crop_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Fig. 5 "crop": random resized crop back to the input size, plus random flip."""
+    _check_images(x)
+    B, _, H, W = x.shape
+    boxes = sample_crop_boxes(B, H, W, generator=generator, device=x.device)
+    return resized_crop(x, boxes, (H, W), flip=_coin(0.5, B, x.device, generator))
+
+
+def _cutout_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return cutout(x, generator=generator)
+
+
+def _color_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return color_distortion(x, strength=1.0, generator=generator)
+
+
+def _sobel_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return sobel(x)
+
+
+def _noise_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return gaussian_noise(x, generator=generator)
+
+
+def _blur_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return gaussian_blur(x, generator=generator)
+
+
+def _rotate_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return rotate(x, generator=generator)
+
+
+#: The 7 transformations of Fig. 5, each ``f(x, generator=None)`` keeping the image size.
+#: Each is its Appendix A / Fig. 4 definition with default parameters: "color" is colour
+#: distortion of strength 1 (the ImageNet default, jitter p=0.8 + grayscale p=0.2) and
+#: "blur" keeps its p=0.5; "crop" includes the random flip.
+#: Book: chapter 2, book/02_augmentations.ipynb (chapter 3 reproduces Fig. 5).
+OPERATORS: dict[str, Callable[[Tensor, torch.Generator | None], Tensor]] = {
+    "crop": _crop_op,
+    "cutout": _cutout_op,
+    "color": _color_op,
+    "sobel": _sobel_op,
+    "noise": _noise_op,
+    "blur": _blur_op,
+    "rotate": _rotate_op,
+}
+
+
+class SimCLRAugment(torch.nn.Module):
+    """SimCLR's augmentation (Appendix A) for a whole batch on its own device; call twice for two views.
+
+    crop (area 0.08-1, ratio 3/4-4/3) + flip -> colour distortion of strength s
+    -> optional Gaussian blur (p=0.5, sigma 0.1-2, kernel 10% of ``size``).
+    Same distribution as :func:`torchvision_pipeline` applied to each image,
+    but one set of batched tensor ops, with no host synchronisation.
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+
+    def __init__(self, size: int, strength: float = 0.5, blur: bool = False,
+                 scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3)) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        if not 0.0 <= strength <= 2.5:
+            raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+        self.size, self.strength, self.blur = size, float(strength), bool(blur)
+        self.scale = _check_range("scale", scale, low=1e-12)
+        self.ratio = _check_range("ratio", ratio, low=1e-12)
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One random view of each image: uint8 or float (B, 3, H, W) -> float32 (B, 3, size, size)."""
+        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
+        if images.dtype == torch.uint8:
+            x = images.float() / 255.0
+        elif images.is_floating_point():
+            x = images.float()
+        else:
+            raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+        B, _, H, W = x.shape
+        boxes = sample_crop_boxes(B, H, W, self.scale, self.ratio, generator, x.device)
+        x = resized_crop(x, boxes, self.size, flip=_coin(0.5, B, x.device, generator))
+        x = color_distortion(x, self.strength, generator)
+        if self.blur:
+            x = gaussian_blur(x, (0.1, 2.0), p=0.5, generator=generator)
+        return x
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size}, strength={self.strength}, blur={self.blur}, "
+                f"scale={self.scale}, ratio=({self.ratio[0]:.4g}, {self.ratio[1]:.4g})")
+
+
+class _ToFloat:
+    """uint8 CHW tensor or PIL image -> float32 CHW in [0, 1] (ToTensor for tensors too)."""
+
+    def __call__(self, img: Tensor | object) -> Tensor:
+        if not isinstance(img, Tensor):
+            img = TF.pil_to_tensor(img)
+        return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
+def torchvision_pipeline(size: int, strength: float = 0.5, blur: bool = False,
+                         scale: Sequence[float] = (0.08, 1.0),
+                         ratio: Sequence[float] = (3 / 4, 4 / 3)) -> T.Compose:
+    """The per-image reference: Appendix A's pseudo-code as torchvision transforms.
+
+    This is what DataLoader workers run in the official / lightly-style SimCLR
+    code. Input: a uint8 CHW tensor or PIL image; output: float32 CHW in [0, 1].
+    The image is converted to float first, so every op works on floats (as
+    :class:`SimCLRAugment` does). ``RandomResizedCrop`` keeps torchvision's
+    default ``antialias=True`` (no difference from our batched crop when the
+    crop is not larger than ``size``).
+
+    Book: chapter 2, book/02_augmentations.ipynb.
+    """
+    if not 0.0 <= strength <= 2.5:
+        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+    s = strength
+    ops = [
+        _ToFloat(),
+        T.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
+        T.RandomHorizontalFlip(p=0.5),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+    ]
+    if blur:
+        ops.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0))], p=0.5))
+    return T.Compose(ops)

@@ -1,0 +1,346 @@
+"""Datasets as decoded uint8 tensors: CIFAR-10 and any ImageFolder tree.
+
+SimCLR's augmentations (Appendix A) are applied to whole batches on the
+training device (see :mod:`simclr_lite.augment`), so the data layer only has
+to hand over decoded images once. Everything here returns ``uint8`` tensors
+of shape ``(N, 3, H, W)`` plus ``int64`` labels, and caches the decoded
+arrays so that the second load of CIFAR-10 takes well under a second.
+
+Where the data comes from, in order: the ``root`` argument, else the
+``SIMCLR_DATA`` environment variable, else ``data/`` in the repository.
+A CIFAR-10 root may hold torchvision's ``cifar-10-batches-py`` folder, an
+ImageFolder tree ``train/<class>/*.jpg`` + ``test/<class>/*.jpg`` (also
+under ``cifar10/``), or the ``train.tar.gz`` / ``test.tar.gz`` archives of
+that tree.
+
+Book: chapter 1 (``book/01_simclr_in_one_picture.ipynb``) loads the data;
+chapter 6 uses :func:`label_subset` for Table 7's 1% / 10% label fractions.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+PACKAGE_ROOT = Path(__file__).resolve().parent
+DEFAULT_ROOT = PACKAGE_ROOT.parent / "data"
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$SIMCLR_DATA``, else ``data/``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("SIMCLR_DATA")
+    return Path(env).expanduser() if env else DEFAULT_ROOT
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays are cached: ``$SIMCLR_CACHE``, else ``data/cache`` in the
+    repository, else ``~/.cache/simclr_lite`` when the repository is read-only."""
+    env = os.environ.get("SIMCLR_CACHE")
+    candidates = [Path(env)] if env else [DEFAULT_ROOT / "cache", Path.home() / ".cache" / "simclr_lite"]
+    for c in candidates:
+        try:
+            c.mkdir(parents=True, exist_ok=True)
+            if os.access(c, os.W_OK):
+                return c
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir())
+
+
+# ---------------------------------------------------------------- decoding
+def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
+    """Decode one image file's bytes to an RGB uint8 array (H, W, 3).
+
+    Grayscale, palette, RGBA and CMYK images become RGB (alpha is composited on
+    black by dropping it). With ``size``, the image is resized (bilinear, shorter
+    side to ``size``, then centre-cropped) to ``size x size``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                w, h = im.size
+                scale = size / min(w, h)
+                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+                im = im.resize((nw, nh), Image.BILINEAR)
+                left, top = (nw - size) // 2, (nh - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot decode image {name}: {type(e).__name__}: {e}; "
+                        f"remove or replace the file (or pass --skip-bad-images)") from None
+    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - PIL convert guarantees RGB
+        raise DataError(f"image {name} decoded to shape {arr.shape}, expected (H, W, 3)")
+    return arr
+
+
+def _walk_folder(folder: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (class, name, bytes) for every file of an ImageFolder tree."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"no class folders in {folder}; expected {folder}/<class>/<image> (ImageFolder layout)")
+    for c in classes:
+        for f in sorted((folder / c).rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                yield c, str(f), f.read_bytes()
+
+
+def _walk_tar(archive: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (class, name, bytes) for ``<split>/<class>/<file>`` members of a tar archive."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                parts = Path(m.name).parts
+                if parts and parts[0] == ".":
+                    parts = parts[1:]
+                if len(parts) < 3 or parts[0] != split or parts[-1].startswith("."):
+                    continue
+                fh = tar.extractfile(m)
+                assert fh is not None
+                yield parts[1], f"{archive}:{m.name}", fh.read()
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise DataError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); "
+                        f"download or copy it again") from None
+
+
+def decode_items(items: Iterable[tuple[str, str, bytes]], size: int | None = None,
+                 skip_bad: bool = False, classes: list[str] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+    """Decode (class, name, bytes) triples into ``(images, labels, classes, skipped)``.
+
+    Non-image files and corrupt images raise :class:`DataError` unless
+    ``skip_bad``, in which case they are counted in ``skipped``. Images of
+    different sizes need ``size`` (they are resized to ``size x size``).
+    """
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    skipped = 0
+    shape = None
+    for cls, name, data in items:
+        try:
+            if not name.lower().endswith(IMAGE_EXTENSIONS) and not _looks_like_image(data):
+                raise DataError(f"{name} is not an image file; move it out of the dataset folder "
+                                f"(or pass --skip-bad-images)")
+            arr = decode_image(data, name, size)
+        except DataError:
+            if skip_bad:
+                skipped += 1
+                continue
+            raise
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            raise DataError(f"{name} is {arr.shape[1]}x{arr.shape[0]} but earlier images are "
+                            f"{shape[1]}x{shape[0]}; pass an image size (--image-size) to resize them")
+        arrays.append(arr)
+        names.append(cls)
+    if not arrays:
+        raise DataError("the dataset holds no readable images; check the path "
+                        "(expected <root>/<class>/<image> files)")
+    found = sorted(set(names))
+    classes = list(classes) if classes is not None else found
+    unknown = set(found) - set(classes)
+    if unknown:
+        raise DataError(f"classes {sorted(unknown)} are not in the training classes {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([index[c] for c in names], dtype=torch.int64)
+    return images, labels, classes, skipped
+
+
+def _looks_like_image(data: bytes) -> bool:
+    magic = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*", b"P5", b"P6")
+    return data.startswith(magic)
+
+
+# ------------------------------------------------------------------ caching
+def _cache_key(source: Path, extra: str) -> str:
+    st = source.stat()
+    h = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{extra}".encode()).hexdigest()
+    return h[:16]
+
+
+def _cached(source: Path, extra: str, build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    path = cache_dir() / f"{source.name.replace('.', '_')}-{extra.replace('/', '_')}-{_cache_key(source, extra)}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), [str(c) for c in z["classes"]]
+        except (OSError, ValueError, KeyError, EOFError):
+            path.unlink(missing_ok=True)  # a broken cache is rebuilt, never trusted
+    images, labels, classes = build()
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    try:
+        np.savez(tmp, images=images.numpy(), labels=labels.numpy(), classes=np.array(classes))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # caching is an optimisation: a full disk must not fail the load
+    return images, labels, classes
+
+
+# ------------------------------------------------------------------ CIFAR-10
+def _find_cifar_source(root: Path, split: str) -> tuple[str, Path] | None:
+    for base in (root, root / "cifar10", root / "CIFAR10", root / "cifar-10"):
+        if (base / "cifar-10-batches-py").is_dir():
+            return "pickle", base / "cifar-10-batches-py"
+        if (base / split).is_dir():
+            return "folder", base / split
+        if (base / f"{split}.tar.gz").is_file():
+            return "tar", base / f"{split}.tar.gz"
+    return None
+
+
+def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 as ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``.
+
+    Reads torchvision's format, an ImageFolder tree or its ``.tar.gz`` archive
+    under the data root (see :func:`data_root`), downloading with torchvision
+    when ``download`` is true and nothing is found. Decoded arrays are cached
+    (see :func:`cache_dir`). Book: chapter 1.
+    """
+    root_path = data_root(root)
+    split = "train" if train else "test"
+    if not root_path.exists() and not download:
+        raise DataError(f"data path {root_path} does not exist; pass --data PATH (or set SIMCLR_DATA) "
+                        f"to a CIFAR-10 root, or allow the download")
+    found = _find_cifar_source(root_path, split)
+    if found is None and download:
+        import torchvision
+        root_path.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.CIFAR10(str(root_path), train=train, download=True)
+        found = _find_cifar_source(root_path, split)
+    if found is None:
+        raise DataError(f"no CIFAR-10 {split} split under {root_path}: expected cifar-10-batches-py/, "
+                        f"{split}/<class>/*.jpg or {split}.tar.gz; pass --data PATH or allow the download")
+    kind, source = found
+    if kind == "pickle":
+        return _load_cifar_pickle(source, train)
+    walk = (lambda: _walk_tar(source, split)) if kind == "tar" else (lambda: _walk_folder(source))
+    images, labels, classes = _cached(source, f"{split}-32", lambda: decode_items(walk(), 32, classes=list(CIFAR10_CLASSES))[:3])
+    return images, labels
+
+
+def _load_cifar_pickle(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    xs, ys = [], []
+    for f in files:
+        try:
+            with open(folder / f, "rb") as fh:
+                d = pickle.load(fh, encoding="latin1")
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            raise DataError(f"CIFAR-10 batch {folder / f} is missing or corrupt ({e}); delete {folder} "
+                            f"and download again") from None
+        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(d["labels"], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+# --------------------------------------------------------------- ImageFolder
+def load_image_folder(path: str | os.PathLike, size: int | None = None, skip_bad: bool = False,
+                      classes: list[str] | None = None, cache: bool = True,
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Any ImageFolder tree (``<path>/<class>/<image>``) or ``.tar(.gz)`` of one.
+
+    Images of any mode become RGB; with ``size`` they are resized and
+    centre-cropped to ``size x size`` (required when sizes differ). Returns
+    ``(images uint8 (N, 3, H, W), labels int64 (N,), classes)``.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"data path {p} does not exist; pass --data PATH to an ImageFolder tree")
+    if p.is_dir():
+        if not any(p.iterdir()):
+            raise DataError(f"data folder {p} is empty; put images in {p}/<class>/<image>")
+        walk = lambda: _walk_folder(p)  # noqa: E731
+    elif tarfile.is_tarfile(p):
+        split = p.name.split(".")[0]
+        walk = lambda: _walk_tar(p, split)  # noqa: E731
+    else:
+        raise DataError(f"{p} is neither a folder nor a tar archive; pass an ImageFolder tree")
+
+    def build() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        images, labels, cls, skipped = decode_items(walk(), size, skip_bad=skip_bad, classes=classes)
+        if skipped:
+            print(f"skipped {skipped} unreadable files in {p}")
+        return images, labels, cls
+
+    if cache and p.is_file():
+        return _cached(p, f"{size}", build)
+    return build()
+
+
+def load_dataset(path: str | os.PathLike | None, train: bool, size: int | None = None,
+                 download: bool = False, skip_bad: bool = False, classes: list[str] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The CLI's loader: a CIFAR-10 root, or any tree with ``train/`` and ``test/``."""
+    root = data_root(path)
+    split = "train" if train else "test"
+    if root.exists() and _find_cifar_source(root, split) is not None and _is_cifar(root, split):
+        x, y = load_cifar10(root, train=train)
+        if size is not None and size != 32:
+            x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear",
+                                                antialias=True).round().clamp(0, 255).to(torch.uint8)
+        return x, y, list(CIFAR10_CLASSES)
+    if not root.exists():
+        if download:
+            x, y = load_cifar10(root, train=train, download=True)
+            return x, y, list(CIFAR10_CLASSES)
+        raise DataError(f"data path {root} does not exist; pass --data PATH (a CIFAR-10 root or a "
+                        f"folder with train/ and test/ ImageFolder trees)")
+    for cand in (root / split, root / f"{split}.tar.gz", root / f"{split}.tar"):
+        if cand.exists():
+            return load_image_folder(cand, size=size, skip_bad=skip_bad, classes=classes)
+    raise DataError(f"no {split}/ folder under {root}; expected {root}/{split}/<class>/<image> "
+                    f"(or a CIFAR-10 root)")
+
+
+def _is_cifar(root: Path, split: str) -> bool:
+    found = _find_cifar_source(root, split)
+    if found is None:
+        return False
+    kind, source = found
+    if kind == "pickle":
+        return True
+    if kind == "folder":
+        return sorted(d.name for d in source.iterdir() if d.is_dir()) == sorted(CIFAR10_CLASSES)
+    return "cifar" in str(source).lower() or source.parent.name.lower().startswith("cifar")
+
+
+# ------------------------------------------------------------ label subsets
+def label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Indices of a class-balanced subset holding ``fraction`` of each class.
+
+    Table 7 fine-tunes with 1% and 10% of ImageNet's labels, sampled per class;
+    this is the same for any labelled set. Book: chapter 6.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for c in torch.unique(labels):
+        idx = torch.nonzero(labels == c).flatten()
+        k = max(1, round(fraction * len(idx)))
+        out.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.sort(torch.cat(out)).values

@@ -1,0 +1,202 @@
+"""Training on many devices: torchrun, global BN and negatives gathered across ranks (Sec. 2.2).
+
+SimCLR's batch is split over devices, but its loss needs every view of the
+global batch as a negative, and its batch norm must not let the two views of
+an image, which sit on the same device, compare statistics only with each
+other ("Global BN"). This module provides the three pieces, on PyTorch's own
+engine (``torch.distributed``; launched by ``torchrun``):
+
+- :func:`setup` reads torchrun's environment and joins the process group
+  (NCCL on GPUs, gloo on CPUs).
+- :func:`gather` all-gathers projections with a backward that returns to each
+  rank the sum of every rank's gradient for its rows, so that, with DDP's
+  gradient averaging, the update equals the single-process update over the
+  global batch.
+- :func:`convert_global_bn` swaps every BatchNorm for synchronised batch norm:
+  ``torch.nn.SyncBatchNorm`` on GPUs, :class:`GlobalBatchNorm` (the same
+  computation with differentiable all-reduces, which gloo supports) on CPUs.
+
+Book: chapter 7 (``book/07_scaling_up.ipynb``); chapter 5 shows why global BN matters.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: ``rank`` of ``world_size``, on ``device``."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> this rank's GPU if there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no GPU is visible; use --device cpu")
+        return torch.device("cuda", local_rank if name == "cuda" else int(name.split(":")[1]))
+    if name not in ("cpu", "mps"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the process group that ``torchrun`` describes (or run alone).
+
+    torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous
+    variables; without them this returns a single-process :class:`DistInfo`.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                **({"device_id": dev} if dev.type == "cuda" else {}))
+    return DistInfo(rank, world, local_rank, dev)
+
+
+def cleanup() -> None:
+    """Leave the process group (if any)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class _Gather(torch.autograd.Function):
+    """all_gather whose backward sums each rank's gradient for this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.cat(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's loss depends on every rank's rows
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (same shape on every rank) from all ranks, in rank order, with gradients.
+
+    The backward all-reduces (sums) the gradient, so rank r's rows receive
+    sum over ranks of d loss_rank / d rows_r. DDP then averages parameter
+    gradients over ranks, which gives exactly the gradient of the mean loss
+    over the global batch. Without a process group it returns ``x``.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _Gather.apply(x)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose mean and variance are taken over the global batch (Sec. 2.2).
+
+    Numerically what ``torch.nn.SyncBatchNorm`` computes, written with two
+    differentiable all-reduces so that it also runs on CPUs with gloo. With no
+    process group (or in eval mode) it is plain batch norm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = [0] + list(range(2, x.dim()))
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
+        xf = x.float()
+        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
+        stats = _AllReduceSum.apply(stats)
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * n / max(float(n) - 1, 1.0), alpha=m)
+                self.num_batches_tracked.add_(1)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def convert_global_bn(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every BatchNorm by synchronised BN (SyncBatchNorm on GPU, GlobalBatchNorm on CPU)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        if module.affine:
+            with torch.no_grad():
+                out.weight.copy_(module.weight)
+                out.bias.copy_(module.bias)
+        if module.track_running_stats:
+            out.running_mean.copy_(module.running_mean)
+            out.running_var.copy_(module.running_var)
+            out.num_batches_tracked.copy_(module.num_batches_tracked)
+    for name, child in module.named_children():
+        out.add_module(name, convert_global_bn(child, device))
+    return out
+
+
+def broadcast_object(obj, src: int = 0):
+    """Send a picklable object from ``src`` to every rank (identity when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,172 @@
+"""Evaluating representations: kNN monitor, linear evaluation, fine-tuning (Sec. 2.3, Tables 6-8).
+
+SimCLR's representation is h, the encoder's output before the projection
+head. It is judged by a classifier trained on frozen h (linear evaluation,
+Table 6), by fine-tuning the whole network on a fraction of the labels
+(Table 7), and, cheaply during training, by a weighted k-nearest-neighbour
+vote (k = 200, cosine similarity, votes weighted by exp(sim / 0.1); Wu et
+al. 2018), which needs no training at all.
+
+Book: chapter 6 (``book/06_evaluation.ipynb``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                     device: str | torch.device | None = None) -> torch.Tensor:
+    """h for every image: uint8 (N, 3, H, W) or float in [0, 1] -> float32 (N, D) on the CPU.
+
+    The encoder runs in eval mode (batch-norm running statistics) and is put
+    back in its previous mode afterwards.
+    """
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    try:
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].to(device, non_blocking=True)
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    h = encoder(x)
+            else:
+                h = encoder(x)
+            out.append(h.float().cpu())
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
+                chunk_size: int = 2048) -> torch.Tensor:
+    """Class scores of the weighted kNN classifier (Wu et al. 2018, used as SimCLR's monitor).
+
+    Cosine similarity between l2-normalised features; each of the k nearest
+    training features votes for its label with weight exp(sim / temperature).
+    Returns scores of shape (N_test, C); ``argmax`` is the prediction.
+    """
+    if k < 1:
+        raise ConfigError(f"kNN needs k >= 1, got {k}")
+    num_classes = num_classes or int(train_labels.max()) + 1
+    k = min(k, len(train_features))
+    bank = F.normalize(train_features.float(), dim=1)
+    labels = train_labels.to(bank.device)
+    scores = []
+    for i in range(0, len(test_features), chunk_size):
+        q = F.normalize(test_features[i:i + chunk_size].float().to(bank.device), dim=1)
+        sim = q @ bank.T
+        top_sim, top_idx = sim.topk(k, dim=1)
+        weights = (top_sim / temperature).exp()
+        votes = torch.zeros(len(q), num_classes, device=bank.device)
+        votes.scatter_add_(1, labels[top_idx], weights)
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = 200, temperature: float = 0.1) -> float:
+    """Top-1 accuracy (a fraction) of :func:`knn_predict`."""
+    scores = knn_predict(train_features, train_labels, test_features, k, temperature)
+    return (scores.argmax(1).cpu() == test_labels.cpu()).float().mean().item()
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracies as fractions, keyed ``top1``, ``top5``..."""
+    out = {}
+    for k in ks:
+        k_ = min(k, logits.shape[1])
+        hit = (logits.topk(k_, dim=1).indices == labels.view(-1, 1)).any(dim=1)
+        out[f"top{k}"] = hit.float().mean().item()
+    return out
+
+
+def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                test_labels: torch.Tensor, epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-5,
+                batch_size: int = 1024, seed: int = 0) -> dict[str, float]:
+    """Linear evaluation on frozen features (Sec. 2.3, Table 6).
+
+    A logistic-regression layer is trained on standardised features with
+    SGD + Nesterov momentum and a cosine schedule (the encoder is frozen, so
+    features are computed once). Returns ``{"top1", "top5"}`` on the test set.
+    """
+    g = torch.Generator().manual_seed(seed)
+    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+    xtr, xte = (train_features - mean) / std, (test_features - mean) / std
+    num_classes = int(train_labels.max()) + 1
+    clf = nn.Linear(xtr.shape[1], num_classes)
+    opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(xtr) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(xtr), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(clf(xtr[idx]), train_labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        return topk_accuracy(clf(xte), test_labels)
+
+
+def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
+              test_images: torch.Tensor, test_labels: torch.Tensor, epochs: int = 30, batch_size: int = 256,
+              lr: float = 0.05, weight_decay: float = 5e-4, seed: int = 0,
+              device: str | torch.device = "cpu") -> dict[str, float]:
+    """Fine-tune the encoder plus a new linear layer on labelled images (Table 7).
+
+    Pass the label subset from :func:`simclr_lite.data.label_subset` as
+    ``train_images``/``train_labels``. Augmentation is random crop + flip
+    (as the paper's fine-tuning); SGD + Nesterov, cosine schedule. The
+    encoder is modified in place. Returns ``{"top1", "top5"}``.
+    """
+    from .augment import horizontal_flip, random_resized_crop
+
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    gcpu = torch.Generator().manual_seed(seed)
+    num_classes = int(train_labels.max()) + 1
+    feat_dim = getattr(encoder, "feat_dim", None) or extract_features(encoder, train_images[:2]).shape[1]
+    model = nn.Sequential(encoder, nn.Linear(feat_dim, num_classes)).to(device)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps_per_epoch = max(1, len(train_images) // batch_size) if len(train_images) >= batch_size else 1
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    size = train_images.shape[-1]
+    for _ in range(epochs):
+        perm = torch.randperm(len(train_images), generator=gcpu)
+        for s in range(steps_per_epoch):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            x = train_images[idx].to(device).float().div_(255)
+            x = horizontal_flip(random_resized_crop(x, size, scale=(0.25, 1.0), generator=g), generator=g)
+            loss = F.cross_entropy(model(x), train_labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    logits = []
+    with torch.no_grad():
+        for i in range(0, len(test_images), 1024):
+            logits.append(model(test_images[i:i + 1024].to(device).float().div_(255)).float().cpu())
+    return topk_accuracy(torch.cat(logits), test_labels)
+
+
+def raw_pixel_features(images: torch.Tensor) -> torch.Tensor:
+    """Flattened, per-image-centred pixels: the baseline "representation" of chapter 1."""
+    x = images.float().div(255).flatten(1)
+    return x - x.mean(1, keepdim=True)

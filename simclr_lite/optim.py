@@ -1,0 +1,129 @@
+"""LARS, learning-rate scaling and the warmup + cosine schedule (Sec. 2.2, Appendix B.1).
+
+SimCLR trains with large batches, where plain SGD with momentum is unstable;
+it uses LARS (You et al., 2017): each layer's step is rescaled by a trust
+ratio eta * ||w|| / ||grad + wd * w||. As in the official code, biases and
+batch-norm parameters get neither weight decay nor the trust ratio. The
+learning rate is scaled from the batch size (lr = 0.3 x B / 256, or
+0.075 x sqrt(B) for the square-root rule of Appendix B.1), warmed up
+linearly for 10 epochs and then decayed with a cosine without restarts.
+
+Book: chapter 5 (``book/05_batch_size_and_optimizer.ipynb``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters as the official SimCLR code does.
+
+    Weights of convolutions and linear layers get weight decay and LARS
+    adaptation; biases and batch-norm parameters (every parameter with one
+    dimension) get neither (``lars_exclude=True``).
+    """
+    decay, exclude = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (exclude if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
+            {"params": exclude, "weight_decay": 0.0, "lars_exclude": True}]
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling, as in SimCLR's official ``lars_optimizer.py``.
+
+    For each parameter w with gradient g (weight decay ``wd``, momentum ``m``)::
+
+        g  <- g + wd * w                                  (not for excluded params)
+        r  <- eta * ||w|| / ||g||  if both norms > 0 else 1   (1 for excluded params)
+        v  <- m * v + lr * r * g
+        w  <- w - v
+
+    Parameter groups with ``lars_exclude=True`` (see :func:`param_groups`) skip
+    weight decay and adaptation, i.e. they follow SGD with momentum.
+    """
+
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
+                 eta: float = 1e-3, lars_exclude: bool = False) -> None:
+        if lr < 0 or not math.isfinite(lr):
+            raise ConfigError(f"learning rate must be a finite number >= 0, got {lr}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=lars_exclude)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            wd, m, eta, lr, exclude = (group["weight_decay"], group["momentum"], group["eta"],
+                                       group["lr"], group["lars_exclude"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not exclude:
+                    if wd != 0:
+                        g = g.add(p, alpha=wd)
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    one = torch.ones_like(w_norm)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), eta * w_norm / g_norm, one)
+                    g = g * trust
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(m).add_(g, alpha=lr)
+                p.sub_(buf)
+        return loss
+
+
+def scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear") -> float:
+    """The learning rate for a batch size (Sec. 2.2 and Appendix B.1).
+
+    ``linear``: ``base_lr * batch_size / 256`` (the paper's 0.3 x B/256);
+    ``sqrt``: ``base_lr * sqrt(batch_size)`` (the paper's 0.075 x sqrt(B));
+    ``none``: ``base_lr`` unchanged.
+    """
+    if scaling == "linear":
+        return base_lr * batch_size / 256
+    if scaling == "sqrt":
+        return base_lr * math.sqrt(batch_size)
+    if scaling == "none":
+        return base_lr
+    raise ConfigError(f"unknown lr scaling {scaling!r}; choose linear, sqrt or none")
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based).
+
+    Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine decay to 0 at
+    ``total_steps`` without restarts (Sec. B.1). Applied per step.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """``lars``, ``sgd`` (momentum) or ``adam``, with :func:`param_groups`."""
+    groups = param_groups(model, weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups],
+                               lr=lr, momentum=momentum, nesterov=True)
+    if name == "adam":
+        return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups], lr=lr)
+    raise ConfigError(f"unknown optimizer {name!r}; choose lars, sgd or adam")
