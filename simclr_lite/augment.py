@@ -440,7 +440,7 @@ def cutout(x: Tensor, size_fraction: float = 0.5, generator: torch.Generator | N
     B, _, H, W = x.shape
     max_side = max(1, round(size_fraction * min(H, W)))
     u = torch.rand(B, 3, device=x.device, generator=generator)
-    side = torch.minimum(torch.floor(u[:, 0] * max_side) + 1, torch.tensor(float(max_side), device=x.device))
+    side = (torch.floor(u[:, 0] * max_side) + 1).clamp(max=max_side)
     top = torch.minimum(torch.floor(u[:, 1] * (H - side + 1)), H - side)
     left = torch.minimum(torch.floor(u[:, 2] * (W - side + 1)), W - side)
     rows = torch.arange(H, device=x.device, dtype=side.dtype)

@@ -1,0 +1,130 @@
+"""python -m simclr_lite: every bad input is one clear line, a non-zero exit, and nothing lost."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--image-size", "16", "--arch", "resnet10", "--width", "0.125", "--batch-size", "24", "--epochs", "1",
+        "--knn-k", "10", "--device", "cpu", "--no-progress", "--warmup-epochs", "0"]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "simclr_lite", *args], capture_output=True, text=True,
+                          env=e, cwd=ROOT, timeout=300)
+
+
+def one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
+    assert p.returncode != 0, p.stdout
+    err = p.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error:"), err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("cli") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def trained(tree, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ok"
+    p = cli("pretrain", "--data", str(tree), "--out", str(out), *TINY)
+    assert p.returncode == 0, p.stderr
+    assert "kNN top-1" in p.stdout
+    return out
+
+
+def test_pretrain_and_evaluate(trained):
+    for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "run.json"):
+        assert (trained / f).exists()
+    p = cli("evaluate", str(trained), "--protocol", "knn", "--k", "10")
+    assert p.returncode == 0, p.stderr
+    res = json.loads((trained / "eval.json").read_text())
+    assert res["protocol"] == "knn" and 0 <= res["top1"] <= 1 and "device" in res
+    assert f"{res['top1']:.4f}" in p.stdout
+    p = cli("evaluate", str(trained), "--protocol", "linear", "--epochs", "5")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((trained / "eval.json").read_text())["protocol"] == "linear"
+
+
+def test_help_lists_every_flag():
+    p = cli("pretrain", "--help")
+    assert p.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--lr", "--temperature", "--seed", "--device", "--preset",
+                 "--resume", "--data", "--out"):
+        assert flag in p.stdout
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--batch-size", "1"], ["batch size", "at least 2"]),
+    (["--temperature", "0"], ["temperature", "> 0"]),
+    (["--temperature", "-0.5"], ["temperature"]),
+    (["--lr", "fast"], ["--lr", "float", "fast"]),
+    (["--preset", "cifar100"], ["cifar100"]),
+    (["--amp", "fp8"], ["--amp", "fp8"]),
+])
+def test_bad_values(tree, tmp_path, args, words):
+    p = cli("pretrain", "--data", str(tree), "--out", str(tmp_path / "x"), *TINY, *args)
+    one_line_error(p, *words)
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_missing_data_path(tmp_path):
+    one_line_error(cli("pretrain", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *TINY),
+                   "does not exist", "--data")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    one_line_error(cli("pretrain", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x"), *TINY),
+                   "train/")
+
+
+def test_corrupt_image(tmp_path):
+    root = make_tree(tmp_path / "t", per_class=6)
+    (root / "train" / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    one_line_error(cli("pretrain", "--data", str(root), "--out", str(tmp_path / "x"), *TINY), "broken.png")
+    p = cli("pretrain", "--data", str(root), "--out", str(tmp_path / "y"), *TINY, "--skip-bad-images", "true",
+            "--batch-size", "6")
+    assert p.returncode == 0, p.stderr
+
+
+def test_checkpoint_from_another_architecture(trained, tree, tmp_path):
+    before = (trained / "checkpoint.pt").read_bytes()
+    one_line_error(cli("pretrain", "--data", str(tree), "--out", str(trained), *TINY, "--resume",
+                       "--arch", "resnet18"), "arch")
+    # a checkpoint whose weights are another model's, under this run's config
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text((trained / "config.json").read_text())
+    ck = torch.load(trained / "checkpoint.pt", weights_only=True)
+    ck["model"] = {k: v[..., :1] if v.ndim else v for k, v in ck["model"].items()}
+    torch.save(ck, other / "checkpoint.pt")
+    one_line_error(cli("evaluate", str(other)), "another architecture")
+    assert (trained / "checkpoint.pt").read_bytes() == before
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoint.pt").write_text("hello")
+    one_line_error(cli("evaluate", str(tmp_path / "r")), "not a readable simclr_lite checkpoint")
+    one_line_error(cli("evaluate", str(tmp_path / "nothing")), "no checkpoint")
+
+
+def test_output_folder_holds_another_run(trained, tree):
+    before = (trained / "checkpoint.pt").read_bytes()
+    one_line_error(cli("pretrain", "--data", str(tree), "--out", str(trained), *TINY), "already holds a run")
+    assert (trained / "checkpoint.pt").read_bytes() == before

@@ -1,0 +1,193 @@
+"""simclr_lite.data: CIFAR-10 in three formats, ImageFolder trees, caching, label subsets, bad input."""
+from __future__ import annotations
+
+import pickle
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simclr_lite.data import (CIFAR10_CLASSES, data_root, label_subset, load_cifar10, load_dataset,
+                              load_image_folder)
+from simclr_lite.errors import DataError
+
+from conftest import class_image, make_tree, real_cifar_root, write_image
+
+
+def test_data_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIMCLR_DATA", str(tmp_path / "env"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    monkeypatch.delenv("SIMCLR_DATA")
+    assert data_root().name == "data"
+
+
+def test_image_folder_shapes_and_labels(tiny_tree):
+    x, y, classes = load_image_folder(tiny_tree / "train")
+    assert x.dtype == torch.uint8 and x.shape == (72, 3, 16, 16)
+    assert classes == ["class0", "class1", "class2"]
+    assert torch.equal(torch.bincount(y), torch.tensor([24, 24, 24]))
+    # the decoded pixels are the ones written (PNG is lossless)
+    from PIL import Image
+    ref = np.asarray(Image.open(tiny_tree / "train" / "class1" / "000.png"))
+    assert np.array_equal(x[24].permute(1, 2, 0).numpy(), ref)
+
+
+@pytest.mark.parametrize("mode,fmt,ext", [("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("P", "PNG", "png"),
+                                          ("CMYK", "JPEG", "jpg"), ("RGB", "JPEG", "jpeg"), ("I;16", "PNG", "png")])
+def test_any_mode_becomes_rgb(tmp_path, mode, fmt, ext):
+    write_image(tmp_path / "t" / "a" / f"x.{ext}", class_image(0, 0, 20), mode=mode, fmt=fmt)
+    write_image(tmp_path / "t" / "a" / "y.png", class_image(0, 1, 20))
+    x, y, _ = load_image_folder(tmp_path / "t")
+    assert x.shape == (2, 3, 20, 20)
+
+
+def test_mixed_sizes_need_a_size(tmp_path):
+    write_image(tmp_path / "t" / "a" / "big.png", class_image(0, 0, 40))
+    write_image(tmp_path / "t" / "b" / "small.png", class_image(1, 0, 12))
+    with pytest.raises(DataError, match="--image-size"):
+        load_image_folder(tmp_path / "t")
+    x, _, _ = load_image_folder(tmp_path / "t", size=16)
+    assert x.shape == (2, 3, 16, 16)
+
+
+def test_tar_archive_and_cache(tmp_path):
+    tree = make_tree(tmp_path / "src", per_class=6)
+    archive = tmp_path / "train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "train", arcname="train")
+    x1, y1, c1 = load_image_folder(archive)
+    t = time.perf_counter()
+    x2, y2, c2 = load_image_folder(archive)
+    assert time.perf_counter() - t < 1.0  # served from the cache
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and c1 == c2
+    x3, _, _ = load_image_folder(tree / "train")
+    assert torch.equal(x1, x3)
+
+
+def _write_cifar_pickle(root: Path, n: int = 20) -> tuple[np.ndarray, list[int]]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+    labels = [i % 10 for i in range(n)]
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": labels}, fh)
+    return data, labels
+
+
+def test_cifar_torchvision_format(tmp_path):
+    data, labels = _write_cifar_pickle(tmp_path)
+    x, y = load_cifar10(tmp_path, train=True)
+    assert x.shape == (100, 3, 32, 32) and x.dtype == torch.uint8
+    assert np.array_equal(x[:20].reshape(20, -1).numpy(), data)
+    xt, yt = load_cifar10(tmp_path, train=False)
+    assert xt.shape == (20, 3, 32, 32) and yt.tolist() == labels
+
+
+def test_cifar_image_folder_layout(tmp_path):
+    for c, name in enumerate(CIFAR10_CLASSES[:3]):
+        for i in range(2):
+            write_image(tmp_path / "cifar10" / "test" / name / f"{i}.png", class_image(c, i, 32))
+    x, y = load_cifar10(tmp_path, train=False)
+    assert x.shape == (6, 3, 32, 32)
+    assert y.tolist() == [0, 0, 1, 1, 2, 2]  # torchvision's class order, not alphabetical per split
+
+
+def test_real_cifar_copy():
+    root = real_cifar_root()
+    if root is None:
+        pytest.skip("the CIFAR-10 copy (../shared/datasets or $SIMCLR_DATA) is not here")
+    x, y = load_cifar10(root, train=False)
+    assert x.shape == (10000, 3, 32, 32) and x.dtype == torch.uint8
+    assert torch.equal(torch.bincount(y), torch.full((10,), 1000))
+    t = time.perf_counter()
+    x2, _ = load_cifar10(root, train=False)
+    assert time.perf_counter() - t < 1.0 and torch.equal(x, x2)
+    assert 100 < x.float().mean() < 140  # natural images, not noise or zeros
+
+
+def test_load_dataset_generic_tree(tiny_tree):
+    xtr, ytr, classes = load_dataset(tiny_tree, True)
+    xte, yte, _ = load_dataset(tiny_tree, False, classes=classes)
+    assert xtr.shape[0] == 72 and xte.shape[0] == 24 and classes == ["class0", "class1", "class2"]
+
+
+# ------------------------------------------------------------------ bad input
+def test_missing_path(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nope", True)
+    with pytest.raises(DataError, match="does not exist"):
+        load_cifar10(tmp_path / "nope")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        load_image_folder(tmp_path / "empty")
+    (tmp_path / "root" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="no class folders"):
+        load_dataset(tmp_path / "root", True)
+
+
+def test_no_split_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_dataset(tmp_path / "x", True)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 10])
+def test_corrupt_image_names_the_file(tiny_tree, content):
+    bad = tiny_tree / "train" / "class0" / "bad.png"
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match="bad.png"):
+        load_image_folder(tiny_tree / "train")
+    x, _, _ = load_image_folder(tiny_tree / "train", skip_bad=True)
+    assert x.shape[0] == 72
+
+
+def test_truncated_image(tiny_tree):
+    good = (tiny_tree / "train" / "class0" / "000.png").read_bytes()
+    (tiny_tree / "train" / "class0" / "cut.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="cut.png"):
+        load_image_folder(tiny_tree / "train")
+
+
+def test_not_an_image(tiny_tree):
+    (tiny_tree / "train" / "class0" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="notes.txt is not an image"):
+        load_image_folder(tiny_tree / "train")
+
+
+def test_truncated_archive(tmp_path):
+    tree = make_tree(tmp_path / "src", per_class=6)
+    archive = tmp_path / "train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "train", arcname="train")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        load_image_folder(archive)
+
+
+# ------------------------------------------------------------- label subsets
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5, 1.0])
+def test_label_subset_is_class_balanced(fraction):
+    labels = torch.arange(10).repeat_interleave(500)
+    idx = label_subset(labels, fraction, seed=3)
+    counts = torch.bincount(labels[idx], minlength=10)
+    assert (counts == round(500 * fraction)).all()
+    assert len(set(idx.tolist())) == len(idx)
+    assert torch.equal(idx, label_subset(labels, fraction, seed=3))
+    if fraction < 1:
+        assert not torch.equal(idx, label_subset(labels, fraction, seed=4))
+
+
+def test_label_subset_rejects_bad_fraction():
+    with pytest.raises(ValueError, match="label fraction"):
+        label_subset(torch.zeros(10, dtype=torch.long), 0.0)

@@ -1,0 +1,124 @@
+"""simclr_lite.optim: LARS against a hand-computed step, exclusions, lr scaling, warmup + cosine."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from simclr_lite.optim import LARS, build_optimizer, param_groups, scaled_lr, warmup_cosine
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+
+
+def test_param_groups_exclude_biases_and_bn():
+    m = _model()
+    decay, excl = param_groups(m, 1e-6)
+    assert decay["lars_exclude"] is False and excl["lars_exclude"] is True
+    assert {id(p) for p in decay["params"]} == {id(m[0].weight), id(m[2].weight)}
+    assert {id(p) for p in excl["params"]} == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[2].bias)}
+    assert excl["weight_decay"] == 0.0
+
+
+def test_lars_matches_hand_computed_step():
+    w = torch.tensor([[3.0, 4.0]], requires_grad=True)   # ||w|| = 5
+    b = torch.tensor([1.0], requires_grad=True)
+    w.grad = torch.tensor([[0.6, 0.8]])                  # ||g|| = 1
+    b.grad = torch.tensor([0.5])
+    lr, wd, eta, mom = 0.1, 0.01, 0.001, 0.9
+    opt = LARS([{"params": [w], "weight_decay": wd, "lars_exclude": False},
+                {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=lr, momentum=mom, eta=eta)
+    opt.step()
+    g = torch.tensor([[0.6, 0.8]]) + wd * torch.tensor([[3.0, 4.0]])
+    trust = eta * 5.0 / g.norm()
+    expected_w = torch.tensor([[3.0, 4.0]]) - lr * trust * g
+    assert torch.allclose(w.detach(), expected_w, atol=1e-7)
+    # the excluded bias follows SGD with momentum, no decay, no trust ratio
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - lr * 0.5]))
+    # second step: momentum accumulates
+    w.grad = torch.tensor([[0.6, 0.8]])
+    b.grad = torch.tensor([0.5])
+    opt.step()
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - lr * 0.5 - (mom * lr * 0.5 + lr * 0.5)]))
+
+
+def test_lars_excluded_parameters_get_no_weight_decay():
+    p = torch.tensor([2.0], requires_grad=True)
+    p.grad = torch.zeros(1)
+    opt = LARS([{"params": [p], "weight_decay": 0.5, "lars_exclude": True}], lr=1.0)
+    opt.step()
+    assert p.item() == 2.0  # zero gradient: unchanged despite weight decay in the group
+
+
+def test_lars_zero_norm_falls_back_to_trust_one():
+    p = torch.zeros(3, 2, requires_grad=True)
+    p.grad = torch.ones(3, 2)
+    opt = LARS([{"params": [p], "weight_decay": 0.0, "lars_exclude": False}], lr=0.1, momentum=0.0)
+    opt.step()
+    assert torch.allclose(p.detach(), torch.full((3, 2), -0.1))
+
+
+def test_lars_trust_ratio_makes_step_scale_invariant():
+    torch.manual_seed(0)
+    w = torch.randn(5, 5)
+    g = torch.randn(5, 5)
+    steps = []
+    for scale in (1.0, 100.0):
+        p = (w * scale).clone().requires_grad_(True)
+        p.grad = g * scale
+        LARS([{"params": [p], "weight_decay": 0.0, "lars_exclude": False}], lr=1.0, momentum=0.0).step()
+        steps.append(((w * scale) - p.detach()).norm() / (w * scale).norm())
+    assert torch.allclose(steps[0], steps[1])  # relative step eta, whatever the layer's scale
+
+
+def test_lars_trains_a_model():
+    torch.manual_seed(0)
+    m = _model()
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    opt = build_optimizer(m, "lars", lr=5.0, weight_decay=1e-6)
+    losses = []
+    for _ in range(50):
+        loss = nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_other_optimizers(name):
+    opt = build_optimizer(_model(), name, 0.1, 1e-4)
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_scaled_lr():
+    assert scaled_lr(0.3, 4096, "linear") == pytest.approx(4.8)       # the paper's ImageNet default
+    assert scaled_lr(0.075, 4096, "sqrt") == pytest.approx(4.8)       # B.1: 0.075 x sqrt(4096)
+    assert scaled_lr(0.075, 256, "sqrt") == pytest.approx(1.2)
+    assert scaled_lr(1.0, 512, "none") == 1.0
+
+
+def test_warmup_cosine():
+    total, warm = 100, 10
+    vals = [warmup_cosine(s, total, warm) for s in range(total + 1)]
+    assert vals[0] == pytest.approx(0.1) and vals[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(vals[:9], vals[1:10]))            # linear warmup
+    assert vals[10] == pytest.approx(1.0)
+    assert vals[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(vals[10:], vals[11:]))           # cosine decay, no restart
+    assert vals[100] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_values():
+    from simclr_lite.errors import ConfigError
+    with pytest.raises(ConfigError):
+        LARS([torch.zeros(1, requires_grad=True)], lr=float("nan"))
+    with pytest.raises(ConfigError):
+        scaled_lr(0.1, 256, "cubic")
+    with pytest.raises(ConfigError):
+        build_optimizer(_model(), "rmsprop", 0.1, 0.0)

@@ -1,0 +1,123 @@
+"""simclr_lite.train: a smoke pretrain lowers the loss, checkpoints load, resume is exact."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from simclr_lite.checkpoint import load_checkpoint
+from simclr_lite.errors import ConfigError, TrainingError
+from simclr_lite.train import PRESETS, Config, epoch_permutation, load_run, preset, pretrain
+
+from conftest import real_cifar_root
+
+
+def tiny_cfg(tree, **kw) -> Config:
+    base = dict(data=str(tree), image_size=16, arch="resnet10", width=0.125, stem_stride=1, epochs=3,
+                batch_size=24, lr=0.5, optimizer="lars", warmup_epochs=0.5, temperature=0.5, knn_every=1,
+                knn_k=10, log_every=1, seed=0, device="cpu")
+    base.update(kw)
+    return Config(**base)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.dtype.is_floating_point])
+
+
+def test_smoke_pretrain_lowers_loss_and_checkpoints(tiny_tree, tmp_path):
+    out = tmp_path / "run"
+    summary = pretrain(tiny_cfg(tiny_tree, epochs=6), out, progress=False)
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [l for l in lines if l["kind"] == "epoch"]
+    assert len(epochs) == 6 and epochs[-1]["loss"] < epochs[0]["loss"]
+    assert 0.0 <= summary["knn_top1"] <= 1.0
+    for f in ("config.json", "run.json", "checkpoint.pt"):
+        assert (out / f).exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["wall_time_s"] > 0 and "CPU" in run["device"]
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["epoch"] == 6 and ckpt["step"] == 6 * 3
+    model, cfg = load_run(out)
+    assert cfg.arch == "resnet10"
+    h, z = model(torch.rand(2, 3, 16, 16))
+    assert h.shape == (2, 32)
+
+
+def test_resume_continues_exactly(tiny_tree, tmp_path):
+    straight = pretrain(tiny_cfg(tiny_tree, epochs=3), tmp_path / "a", progress=False)
+    pretrain(tiny_cfg(tiny_tree, epochs=3, time_limit=1e-9), tmp_path / "b", progress=False)  # stops after 1 step
+    ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert ck["step"] == 1 and ck["step_in_epoch"] == 1
+    resumed = pretrain(tiny_cfg(tiny_tree, epochs=3), tmp_path / "b", resume=True, progress=False)
+    a, _ = load_run(tmp_path / "a")
+    b, _ = load_run(tmp_path / "b")
+    assert torch.equal(_weights(a), _weights(b))
+    assert resumed["knn_top1"] == straight["knn_top1"]
+    la = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    key = lambda rows: [(r["kind"], r["step"], round(r.get("loss", 0), 6)) for r in rows]  # noqa: E731
+    # b's log holds one extra line: the evaluation when its time limit stopped it at step 1
+    assert lb[1]["kind"] == "epoch" and lb[1]["step"] == 1 and "knn_top1" in lb[1]
+    assert key(la) == key(lb[:1] + lb[2:])
+
+
+def test_refuses_to_overwrite_a_run(tiny_tree, tmp_path):
+    pretrain(tiny_cfg(tiny_tree, epochs=1), tmp_path / "r", progress=False)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        pretrain(tiny_cfg(tiny_tree, epochs=1), tmp_path / "r", progress=False)
+    with pytest.raises(ConfigError, match="temperature=0.5, not 0.2|temperature"):
+        pretrain(tiny_cfg(tiny_tree, epochs=2, temperature=0.2), tmp_path / "r", resume=True, progress=False)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_tree, tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    pretrain(tiny_cfg(tiny_tree, epochs=1), out, progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+    import simclr_lite.train as T
+    real = T.nt_xent
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        loss = real(*a, **k)
+        return loss * float("nan") if calls["n"] == 2 else loss
+    monkeypatch.setattr(T, "nt_xent", flaky)
+    with pytest.raises(TrainingError, match=r"NaN/inf at step 4 .*--lr.*--temperature"):
+        pretrain(tiny_cfg(tiny_tree, epochs=2), out, resume=True, progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("field,value,match", [("batch_size", 1, "at least 2"), ("temperature", 0.0, "> 0"),
+                                               ("temperature", -1.0, "> 0"), ("lr", float("nan"), "finite"),
+                                               ("amp", "fp8", "--amp"), ("loss", "infonce", "unknown loss")])
+def test_config_validation(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        Config(**{field: value}).validate()
+
+
+def test_presets_are_valid():
+    for name in PRESETS:
+        preset(name).validate()
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("cifar100")
+
+
+def test_epoch_permutation_is_seeded():
+    assert torch.equal(epoch_permutation(100, 0, 3), epoch_permutation(100, 0, 3))
+    assert not torch.equal(epoch_permutation(100, 0, 3), epoch_permutation(100, 0, 4))
+    assert sorted(epoch_permutation(100, 1, 0).tolist()) == list(range(100))
+
+
+def test_real_cifar_subset_smoke(tmp_path):
+    root = real_cifar_root()
+    if root is None:
+        pytest.skip("the CIFAR-10 copy is not here")
+    cfg = preset("cifar10-smoke", data=str(root), train_limit=1024, test_limit=256, epochs=2, device="cpu")
+    summary = pretrain(cfg, tmp_path / "cifar", progress=False)
+    lines = [json.loads(l) for l in (tmp_path / "cifar" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [l for l in lines if l["kind"] == "epoch"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert summary["knn_top1"] > 0.15  # above chance (0.10) on real images
