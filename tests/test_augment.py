@@ -18,6 +18,16 @@ from PIL import Image
 
 from simclr_lite import augment as A
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: small CPU ops on a shared 2-core machine run several times faster than with 2
+    (and DataLoader workers, where the per-image reference pipeline runs, also use one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
@@ -410,12 +420,7 @@ def test_output_statistics_match_torchvision_pipeline(strength, blur):
     ours = torch.cat([aug(imgs, generator=gen(s)) for s in range(8)])
     torch.manual_seed(0)
     pipe = A.torchvision_pipeline(32, strength, blur)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as in a DataLoader worker (and far faster for per-image ops on a busy machine)
-    try:
-        ref = torch.stack([pipe(img) for _ in range(2) for img in imgs])
-    finally:
-        torch.set_num_threads(threads)
+    ref = torch.stack([pipe(img) for _ in range(2) for img in imgs])
     stats = {
         "pixel mean": lambda v: v.mean(),
         "pixel std": lambda v: v.std(),
