@@ -15,6 +15,17 @@ engine (``torch.distributed``; launched by ``torchrun``):
 - :func:`convert_global_bn` swaps every BatchNorm for synchronised batch norm:
   ``torch.nn.SyncBatchNorm`` on GPUs, :class:`GlobalBatchNorm` (the same
   computation with differentiable all-reduces, which gloo supports) on CPUs.
+- :func:`any_rank` and :func:`all_mean` let every rank take the same decision
+  (stop on a preemption signal) and log the same, global, loss.
+
+Gradient bookkeeping (why the factors below are right): each rank r computes
+``L_r``, the mean of NT-Xent over its own 2n anchors, contrasted with all 2N
+gathered views; the global loss is ``L = mean_r L_r``. The gather's backward
+and GlobalBatchNorm's all-reduces make the gradient that reaches rank r's own
+activations ``d(sum_q L_q)/d(rows of r) = W dL/d(rows of r)``; DDP then
+averages the parameter gradients over the W ranks, which divides by W again,
+so every rank applies exactly ``dL/dtheta``, the single-process gradient over
+the global batch (``tests/test_distributed.py`` checks both factors).
 
 Book: chapter 7 (``book/07_scaling_up.ipynb``); chapter 5 shows why global BN matters.
 """
@@ -131,11 +142,19 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Batch norm whose mean and variance are taken over the global batch (Sec. 2.2).
+    """Batch norm whose mean and variance are taken over the global batch (Sec. 2.2, "Global BN").
 
-    Numerically what ``torch.nn.SyncBatchNorm`` computes, written with two
-    differentiable all-reduces so that it also runs on CPUs with gloo. With no
-    process group (or in eval mode) it is plain batch norm.
+    The paper notes that with batch norm computed per device, the two views of
+    an image (which sit on the same device) can share information through the
+    batch statistics and the model can "improve prediction accuracy without
+    improving representations"; it therefore aggregates BN mean and variance
+    over all devices. This is numerically what ``torch.nn.SyncBatchNorm``
+    computes (which needs CUDA), written with two differentiable all-reduces
+    (the sum, then the sum of squared deviations from the global mean) so that
+    it also runs on CPUs with gloo. Training output, input gradients and the
+    running statistics equal those of ``nn.BatchNorm*`` applied to the
+    concatenated global batch. With no process group, or in eval mode, it is
+    plain batch norm.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -145,23 +164,29 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        dims = [0] + list(range(2, x.dim()))
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-        xf = x.float()
-        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
-        stats = _AllReduceSum.apply(stats)
+        self._check_input_dim(x)
         c = x.shape[1]
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, c] + [1] * (x.dim() - 2)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        # Two passes (global mean, then global sum of squared deviations), as numerically
+        # stable as plain batch norm; each all-reduce sums the gradients of every rank in backward.
+        count = torch.full((1,), x.numel() / c, dtype=xf.dtype, device=x.device)
+        sums = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
+        n = sums[c]
+        if float(n) < 2:
+            raise ValueError(f"global batch norm needs more than 1 value per channel, got {int(n)}")
+        mean = sums[:c] / n
+        dev = xf - mean.view(shape)
+        var = _AllReduceSum.apply((dev * dev).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
-                m = self.momentum if self.momentum is not None else 0.1
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * n / max(float(n) - 1, 1.0), alpha=m)
                 self.num_batches_tracked.add_(1)
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                unbiased = var.detach() * n / (n - 1)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        y = dev * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
@@ -183,9 +208,48 @@ def convert_global_bn(module: nn.Module, device: torch.device) -> nn.Module:
             out.running_mean.copy_(module.running_mean)
             out.running_var.copy_(module.running_var)
             out.num_batches_tracked.copy_(module.num_batches_tracked)
+        out.train(module.training)
+        if module.affine:
+            out.weight.requires_grad_(module.weight.requires_grad)
+            out.bias.requires_grad_(module.bias.requires_grad)
     for name, child in module.named_children():
         out.add_module(name, convert_global_bn(child, device))
     return out
+
+
+def _collective_device() -> torch.device:
+    """The device that the default group's backend reduces on (NCCL: this rank's GPU)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(*flags: bool, device: torch.device | None = None) -> tuple[bool, ...]:
+    """Each flag OR-ed over all ranks (one all-reduce), so that every rank takes the same decision.
+
+    Used each step for "a preemption signal or the time limit was hit on some
+    rank": all ranks then checkpoint and stop at the same step instead of some
+    waiting forever in the next collective. Identity when alone.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device or _collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in t.tolist())
+
+
+def all_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``x`` over ranks (a detached copy; ``x`` itself when alone).
+
+    For logging: each rank's NT-Xent is the mean over its own anchors, so the
+    mean over ranks is the loss of the global batch, the number a
+    single-process run with the same batch would log.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / dist.get_world_size()
 
 
 def broadcast_object(obj, src: int = 0):
@@ -198,5 +262,6 @@ def broadcast_object(obj, src: int = 0):
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op when alone)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -358,13 +358,22 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     shards_local = shards // W
     b_shard = cfg.batch_size // shards
 
+    epoch_loss, epoch_n = torch.zeros((), device=dev), 0       # running mean of the epoch's loss
+    loss_sum, n_loss = torch.zeros((), device=dev), 0          # running mean since the last log line
+    if resume and start_step_in_epoch:
+        epoch_loss += ckpt["epoch_loss"][0]
+        epoch_n = int(ckpt["epoch_loss"][1])
+        loss_sum += ckpt["window_loss"][0]
+        n_loss = int(ckpt["window_loss"][1])
+
     def save(epoch: int, step_in_epoch: int) -> None:
         if out_dir is None or not info.is_main:
             return
         atomic_save({"format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "step_in_epoch": step_in_epoch, "step": step, "rng": rng_state(),
-                     "config": json.dumps(cfg.to_dict()),
+                     "config": json.dumps(cfg.to_dict()), "epoch_loss": [float(epoch_loss), epoch_n],
+                     "window_loss": [float(loss_sum), n_loss],
                      "wall_time_s": wall_before + time.time() - t_start}, out_dir / "checkpoint.pt")
 
     def monitor(final: bool) -> float:
@@ -386,16 +395,16 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
     first_bad = torch.full((), -1, dtype=torch.long, device=dev)
-    loss_sum = torch.zeros((), device=dev)
-    n_loss = 0
-    status, knn = "completed", None
+    status, knn, signalled = "completed", None, False
     model.train()
     with _Stop() as stop:
         for epoch in range(start_epoch, cfg.epochs):
             perm = epoch_permutation(n_train, cfg.seed, epoch)
-            epoch_loss, epoch_n = torch.zeros((), device=dev), 0
             t_epoch = time.time()
             s0 = start_step_in_epoch if epoch == start_epoch else 0
+            if s0 == 0:
+                epoch_loss.zero_()
+                epoch_n = 0
             for s in range(s0, steps_per_epoch):
                 idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 local = idx[info.rank * b_local:(info.rank + 1) * b_local].to(dev)
@@ -442,7 +451,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                             f"or fp16 overflow (--amp bf16 or off)")
                 if step % cfg.log_every == 0:
                     rec = {"kind": "step", "step": step, "epoch": epoch + (s + 1) / steps_per_epoch,
-                           "loss": (loss_sum / n_loss).item(), "lr": sched.get_last_lr()[0],
+                           "loss": (D.all_mean(loss_sum) / n_loss).item(), "lr": sched.get_last_lr()[0],
                            "time_s": round(wall_before + time.time() - t_start, 2)}
                     log(rec)
                     loss_sum.zero_()
@@ -454,22 +463,23 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and s + 1 < steps_per_epoch:
                     save(epoch, s + 1)
                 over_time = cfg.time_limit and (wall_before + time.time() - t_start) > cfg.time_limit * 60
-                stop_now = D.broadcast_object(stop.signal is not None or bool(over_time)) if W > 1 else (
-                    stop.signal is not None or bool(over_time))
+                # OR-ed over ranks (one all-reduce): every rank stops, and raises the same, at the same step
+                signalled, over_time = D.any_rank(stop.signal is not None, bool(over_time), device=dev)
+                stop_now = signalled or over_time
                 if stop_now and s + 1 < steps_per_epoch:
                     save(epoch, s + 1)
                     if bar is not None:
                         bar.close()
-                    if stop.signal is not None:
-                        raise Preempted(f"received signal {stop.signal}: saved a checkpoint at step {step} in "
-                                        f"{out_dir}; continue with --resume")
+                    if signalled:
+                        raise Preempted(f"received signal {stop.signal or 'on another rank'}: saved a checkpoint "
+                                        f"at step {step} in {out_dir}; continue with --resume")
                     status = "time_limit"
                     break
             else:
                 # ---- end of epoch: monitor, log, checkpoint
                 last = epoch + 1 == cfg.epochs
                 rec = {"kind": "epoch", "step": step, "epoch": epoch + 1,
-                       "loss": (epoch_loss / max(1, epoch_n)).item(),
+                       "loss": (D.all_mean(epoch_loss) / max(1, epoch_n)).item(),
                        "lr": sched.get_last_lr()[0], "epoch_time_s": round(time.time() - t_epoch, 2),
                        "time_s": round(wall_before + time.time() - t_start, 2)}
                 if info.is_main and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
@@ -481,11 +491,11 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 log(rec)
                 save(epoch + 1, 0)
                 D.barrier()
-                if stop.signal is not None and not last:
+                if signalled and not last:
                     if bar is not None:
                         bar.close()
-                    raise Preempted(f"received signal {stop.signal}: saved a checkpoint at step {step} in "
-                                    f"{out_dir}; continue with --resume")
+                    raise Preempted(f"received signal {stop.signal or 'on another rank'}: saved a checkpoint "
+                                    f"at step {step} in {out_dir}; continue with --resume")
                 continue
             break
     if bar is not None:

@@ -130,6 +130,9 @@ def test_empty_folder(tmp_path):
     with pytest.raises(DataError, match="empty"):
         load_image_folder(tmp_path / "empty")
     (tmp_path / "root" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="is empty"):
+        load_dataset(tmp_path / "root", True)
+    (tmp_path / "root" / "train" / "stray.jpg").write_bytes(b"")
     with pytest.raises(DataError, match="no class folders"):
         load_dataset(tmp_path / "root", True)
 

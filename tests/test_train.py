@@ -41,7 +41,7 @@ def test_smoke_pretrain_lowers_loss_and_checkpoints(tiny_tree, tmp_path):
     model, cfg = load_run(out)
     assert cfg.arch == "resnet10"
     h, z = model(torch.rand(2, 3, 16, 16))
-    assert h.shape == (2, 32)
+    assert h.shape == (2, 64)
 
 
 def test_resume_continues_exactly(tiny_tree, tmp_path):
