@@ -1,0 +1,246 @@
+"""Shared helpers of the benchmarks: device and machine description, timing, data, results files.
+
+Not a benchmark itself. Every ``bench_*.py`` imports it (``benchmarks/`` is the
+script's own folder, so ``import _common`` works when a script is run as
+``python benchmarks/bench_x.py`` from anywhere).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+#: BENCH_QUICK=1: tiny settings, to check that a script runs end to end (figures meaningless).
+QUICK = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+
+
+# ----------------------------------------------------------------------------- device & machine
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_cores() -> int:
+    """Logical cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def is_vm() -> bool:
+    try:
+        return " hypervisor" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\(R\)|\(TM\)|\bCPU\b|@.*$|\bProcessor\b", " ", text, flags=re.I)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def device_slug(device: torch.device) -> str:
+    """``cpu-amd-epyc-2c`` or ``cuda-nvidia-h100-80gb-hbm3``: the suffix of a results file."""
+    if device.type == "cuda":
+        return "cuda-" + _slug(torch.cuda.get_device_name(device))
+    return f"cpu-{_slug(cpu_model())}-{cpu_cores()}c"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    vm = ", VM" if is_vm() else ""
+    return f"{cpu_model()} ({cpu_cores()} cores{vm}, {torch.get_num_threads()} torch threads)"
+
+
+def _version(module: str) -> str | None:
+    try:
+        return importlib.import_module(module).__version__
+    except Exception:  # not installed, or fails to import without its optional deps
+        return None
+
+
+def git_commit() -> str | None:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a result was measured on: device, CPU, cores, load, GPU, versions."""
+    info: dict[str, Any] = {
+        "device": device_name(device),
+        "device_slug": device_slug(device),
+        "cpu": cpu_model(),
+        "cpu_cores": cpu_cores(),
+        "virtual_machine": is_vm(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min_at_start": load_average(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                    gpu_sm_count=p.multi_processor_count, cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    info["versions"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "numpy": _version("numpy"),
+        "pillow": _version("PIL"),
+        "lightly": _version("lightly"),
+        "kornia": _version("kornia"),
+        "simclr_lite_commit": git_commit(),
+    }
+    return info
+
+
+def warn_if_busy(device: torch.device, limit: float = 1.5) -> None:
+    load = load_average()
+    if device.type == "cpu" and load is not None and load > limit:
+        print(f"[warning] 1-min load average {load} > {limit}: other processes share these "
+              f"{cpu_cores()} cores, CPU timings will be pessimistic", flush=True)
+
+
+# ----------------------------------------------------------------------------- timing
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timeit(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 1,
+           max_seconds: float | None = None) -> dict[str, Any]:
+    """Seconds per call of ``fn``: median, min and all of ``reps`` timed calls after ``warmup``.
+
+    Each call is timed alone (synchronising the GPU before and after); with
+    ``max_seconds`` the timing stops early once that much time was spent (at
+    least one timed call is kept).
+    """
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
+    s = sorted(times)
+    return {"median_s": s[len(s) // 2], "min_s": s[0], "reps": len(s), "times_s": [round(t, 6) for t in times]}
+
+
+# ----------------------------------------------------------------------------- data
+def cifar10(train: bool = True, allow_random: bool = True) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """CIFAR-10 as uint8 (N, 3, 32, 32) + labels, and a description of where it came from.
+
+    Order: ``$SIMCLR_DATA`` (``simclr_lite.data.load_dataset``); else a decoded
+    cache ``data/cache/*_tar_gz-<split>-32-*.npz`` in this checkout; else random
+    uint8 images of CIFAR-10's shape (timings are the same, the statistics of
+    the augmented images are not those of photographs).
+    """
+    split = "train" if train else "test"
+    n = 50_000 if train else 10_000
+    if os.environ.get("SIMCLR_DATA"):
+        from simclr_lite.data import load_dataset
+        x, y, _ = load_dataset(None, train, size=32)
+        return x, y, f"CIFAR-10 {split} from $SIMCLR_DATA={os.environ['SIMCLR_DATA']}"
+    for cache in sorted((REPO / "data" / "cache").glob(f"*-{split}-32-*.npz")):
+        try:
+            import numpy as np
+            with np.load(cache, allow_pickle=False) as z:
+                x, y = torch.from_numpy(z["images"]), torch.from_numpy(z["labels"])
+            if x.shape[1:] == (3, 32, 32) and len(x) == n:
+                return x, y, f"CIFAR-10 {split} (decoded cache {cache.relative_to(REPO)})"
+        except (OSError, ValueError, KeyError):
+            continue
+    if not allow_random:
+        raise RuntimeError("no CIFAR-10 found: set SIMCLR_DATA")
+    g = torch.Generator().manual_seed(0 if train else 1)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return x, y, f"random uint8 images of CIFAR-10 shape ({n}, 3, 32, 32) (SIMCLR_DATA not set)"
+
+
+# ----------------------------------------------------------------------------- results
+def results_dir(out: str | None = None) -> Path:
+    """``--out``, else ``$OUT`` (set by the GPU runner), else ``benchmarks/results``."""
+    d = Path(out or os.environ.get("OUT") or REPO / "benchmarks" / "results")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_result(name: str, device: torch.device, payload: dict[str, Any], out: str | None = None,
+                 command: str | None = None, machine_info: dict[str, Any] | None = None) -> Path:
+    """Write ``<out>/<name>-<device-slug>.json`` (with machine, versions, time, command) and return its path.
+
+    Pass ``machine_info = machine(device)`` taken when the script started (its load average then).
+    """
+    record = {
+        "benchmark": name,
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or _command_line(),
+        "quick": QUICK,
+        "machine": machine_info or machine(device),
+        **payload,
+    }
+    path = results_dir(out) / f"{name}-{device_slug(device)}{'-quick' if QUICK else ''}.json"
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _command_line() -> str:
+    script = Path(sys.argv[0]).resolve()
+    shown = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "SIMCLR_DATA") if os.environ.get(k))
+    return (env + " " if env else "") + " ".join(["python", shown] + sys.argv[1:])
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.3f} s"
