@@ -66,7 +66,7 @@ _HELP = {  # one line per Config field, shown by --help
     "threads": "CPU threads for PyTorch (0: default)",
     "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
     "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",
-    "nan_check_every": "steps between checks for a NaN/inf loss",
+    "nan_check_every": "steps between checks for a NaN/inf loss (0: every step on CPU, every --log-every steps on GPU)",
 }
 
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import pickle
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -72,6 +74,8 @@ def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not data:
+        raise DataError(f"image {name} is empty (0 bytes); remove or replace the file (or pass --skip-bad-images)")
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -85,7 +89,10 @@ def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
                 left, top = (nw - size) // 2, (nh - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:
+        raise DataError(f"cannot decode image {name}: not a recognised image format; "
+                        f"remove or replace the file (or pass --skip-bad-images)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot decode image {name}: {type(e).__name__}: {e}; "
                         f"remove or replace the file (or pass --skip-bad-images)") from None
     if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - PIL convert guarantees RGB
@@ -119,13 +126,13 @@ def _walk_tar(archive: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
                 fh = tar.extractfile(m)
                 assert fh is not None
                 yield parts[1], f"{archive}:{m.name}", fh.read()
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as e:
         raise DataError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); "
                         f"download or copy it again") from None
 
 
 def decode_items(items: Iterable[tuple[str, str, bytes]], size: int | None = None,
-                 skip_bad: bool = False, classes: list[str] | None = None
+                 skip_bad: bool = False, classes: list[str] | None = None, source: str | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
     """Decode (class, name, bytes) triples into ``(images, labels, classes, skipped)``.
 
@@ -156,7 +163,8 @@ def decode_items(items: Iterable[tuple[str, str, bytes]], size: int | None = Non
         arrays.append(arr)
         names.append(cls)
     if not arrays:
-        raise DataError("the dataset holds no readable images; check the path "
+        raise DataError(f"{source or 'the dataset'} holds no readable images"
+                        f"{f' ({skipped} unreadable files skipped)' if skipped else ''}; check the path "
                         "(expected <root>/<class>/<image> files)")
     found = sorted(set(names))
     classes = list(classes) if classes is not None else found
@@ -274,14 +282,17 @@ def load_image_folder(path: str | os.PathLike, size: int | None = None, skip_bad
         if not any(p.iterdir()):
             raise DataError(f"data folder {p} is empty; put images in {p}/<class>/<image>")
         walk = lambda: _walk_folder(p)  # noqa: E731
-    elif tarfile.is_tarfile(p):
+    elif _is_tarfile(p):
         split = p.name.split(".")[0]
         walk = lambda: _walk_tar(p, split)  # noqa: E731
+    elif p.name.lower().endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        raise DataError(f"archive {p} is corrupt, truncated or not a tar archive; download or copy it again")
     else:
         raise DataError(f"{p} is neither a folder nor a tar archive; pass an ImageFolder tree")
 
     def build() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        images, labels, cls, skipped = decode_items(walk(), size, skip_bad=skip_bad, classes=classes)
+        images, labels, cls, skipped = decode_items(walk(), size, skip_bad=skip_bad, classes=classes,
+                                                    source=str(p))
         if skipped:
             print(f"skipped {skipped} unreadable files in {p}")
         return images, labels, cls
@@ -289,6 +300,14 @@ def load_image_folder(path: str | os.PathLike, size: int | None = None, skip_bad
     if cache and p.is_file():
         return _cached(p, f"{size}", build)
     return build()
+
+
+def _is_tarfile(p: Path) -> bool:
+    """``tarfile.is_tarfile``, but a damaged compressed stream (EOFError, zlib.error...) means no."""
+    try:
+        return tarfile.is_tarfile(p)
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError):
+        return False
 
 
 def load_dataset(path: str | os.PathLike | None, train: bool, size: int | None = None,

@@ -90,7 +90,7 @@ class Config:
     threads: int = 0                 # CPU threads for torch (0: PyTorch's default)
     checkpoint_every: int = 0        # also checkpoint every N steps (0: at each epoch's end only)
     time_limit: float = 0            # stop cleanly after this many minutes (0: no limit)
-    nan_check_every: int = 1         # steps between checks for a non-finite loss
+    nan_check_every: int = 0         # steps between checks for a NaN/inf loss (0: 1 on CPU, log_every on GPU)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line fix for values that cannot work."""
@@ -367,6 +367,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         n_loss = int(ckpt["window_loss"][1])
 
     def save(epoch: int, step_in_epoch: int) -> None:
+        check_finite(epoch)
         if out_dir is None or not info.is_main:
             return
         atomic_save({"format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -395,6 +396,18 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         from tqdm.auto import tqdm
         bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
     first_bad = torch.full((), -1, dtype=torch.long, device=dev)
+    nan_every = cfg.nan_check_every or (1 if dev.type == "cpu" else cfg.log_every)  # a check syncs the GPU
+
+    def check_finite(epoch: int) -> None:
+        """Stop at the first non-finite loss, before anything is saved from the broken weights."""
+        fb = int(first_bad)
+        if fb >= 0:
+            if bar is not None:
+                bar.close()
+            raise TrainingError(
+                f"loss became NaN/inf at step {fb} (epoch {epoch}); the last good checkpoint is kept. "
+                f"Usual causes: learning rate too high (--lr), temperature too low (--temperature), "
+                f"or fp16 overflow (--amp bf16 or off)")
     status, knn, signalled = "completed", None, False
     model.train()
     with _Stop() as stop:
@@ -440,15 +453,8 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 epoch_loss += loss.detach()
                 n_loss += 1
                 epoch_n += 1
-                if step % cfg.nan_check_every == 0 or step % cfg.log_every == 0:
-                    fb = int(first_bad)
-                    if fb >= 0:
-                        if bar is not None:
-                            bar.close()
-                        raise TrainingError(
-                            f"loss became NaN/inf at step {fb} (epoch {epoch}); the last good checkpoint is kept. "
-                            f"Usual causes: learning rate too high (--lr), temperature too low (--temperature), "
-                            f"or fp16 overflow (--amp bf16 or off)")
+                if step % nan_every == 0 or step % cfg.log_every == 0:
+                    check_finite(epoch)
                 if step % cfg.log_every == 0:
                     rec = {"kind": "step", "step": step, "epoch": epoch + (s + 1) / steps_per_epoch,
                            "loss": (D.all_mean(loss_sum) / n_loss).item(), "lr": sched.get_last_lr()[0],

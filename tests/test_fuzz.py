@@ -9,6 +9,7 @@ run) with a modest budget, so CI stays fast and stable.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 import warnings
@@ -24,7 +25,11 @@ from simclr_lite.errors import DataError
 
 from conftest import class_image
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+pytestmark = pytest.mark.filterwarnings("ignore")  # PIL warns about the corrupt files it is fed
+
+# SIMCLR_FUZZ_EXAMPLES=2000 fuzzes deeper (locally); CI runs the same 60 examples per test every time
+FUZZ = settings(max_examples=int(os.environ.get("SIMCLR_FUZZ_EXAMPLES", "60")), deadline=None,
+                derandomize=os.environ.get("SIMCLR_FUZZ_SEED") is None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
