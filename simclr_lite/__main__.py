@@ -139,8 +139,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                  if getattr(args, f.name, None) is not None}
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
-        saved = json.loads((out / "config.json").read_text())
-        cfg = Config(**{**saved, **overrides})
+        try:
+            saved = json.loads((out / "config.json").read_text())
+            cfg = Config(**{**saved, **overrides})
+        except (ValueError, TypeError) as e:  # another tool's config.json, or a damaged one
+            raise ConfigError(f"{out / 'config.json'} is not a simclr_lite config ({type(e).__name__}: "
+                              f"{str(e)[:120]}); choose another --out") from None
     else:
         cfg = preset(args.preset, **overrides)
     try:
@@ -206,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk or an unwritable folder outside the checkpoint (which says so itself)
+        print(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; free disk space or fix the "
+              f"path's permissions (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
+        return 2
     finally:
         from .distributed import cleanup
         cleanup()

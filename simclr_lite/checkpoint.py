@@ -6,12 +6,15 @@ where it stopped. It is written to a temporary file in the same folder,
 flushed to disk (fsync) and renamed over the old one, so a crash or a full
 disk during the write leaves the last good checkpoint in place. It is loaded
 with ``torch.load(weights_only=True)``: a checkpoint can hold tensors and
-plain Python values only, never code.
+plain Python values only, never code. A writer killed mid-write (SIGKILL,
+power loss) leaves only a hidden ``.checkpoint.pt.tmp<pid>`` file next to
+the last good checkpoint; the next successful save deletes it.
 
 Book: chapter 7 (``book/07_scaling_up.ipynb``) and the README's fault table.
 """
 from __future__ import annotations
 
+import glob
 import os
 import random
 from pathlib import Path
@@ -23,6 +26,47 @@ import torch
 from .errors import CheckpointError
 
 FORMAT = "simclr_lite.checkpoint/1"
+# What every checkpoint holds (see ``save`` in :func:`simclr_lite.train.pretrain`). The data order needs
+# no state of its own: it is a function of (seed, epoch), and the seed is in ``config``.
+KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "step_in_epoch", "step", "rng", "config")
+
+
+class _Recorder:
+    """A file wrapper that remembers the first ``OSError`` of a write.
+
+    ``torch.save`` turns an error of the file it writes to (``ENOSPC``, a
+    full disk) into a ``RuntimeError`` ("unexpected pos ..."); the recorded
+    ``OSError`` lets :func:`atomic_save` say what really went wrong.
+    """
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files that a killed writer of ``path`` left behind (its process is gone)."""
+    prefix = f".{path.name}.tmp"
+    for f in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = f.name[len(prefix):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # still running: its write is in progress, leave it
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -30,28 +74,36 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
     On any failure (a full disk, say) the temporary file is removed, the
     previous file at ``path`` is untouched, and a :class:`CheckpointError`
-    names the path.
+    names the path. A process killed mid-write (SIGKILL, power loss) leaves
+    the previous file intact too; its temporary file is removed by the next
+    successful save.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    rec: _Recorder | None = None
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            rec = _Recorder(fh)
+            torch.save(obj, rec)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        try:  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}); the previous "
+        err = e if isinstance(e, OSError) else (rec.error if rec is not None else None)
+        if err is None:  # not an I/O problem (a bug, or Ctrl-C): the temp file is gone, re-raise
+            raise
+        raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); the previous "
                               f"checkpoint is kept; free disk space and resume with --resume") from None
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    _remove_stale_temps(path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -94,6 +146,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a simclr_lite checkpoint (no '{FORMAT}' marker); "
                               f"point at a run folder written by 'python -m simclr_lite pretrain'")
+    missing = [k for k in KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete (no {', '.join(missing)}); point at a run folder written "
+                              f"by 'python -m simclr_lite pretrain'")
     return ckpt
 
 

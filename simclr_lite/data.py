@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -355,7 +355,7 @@ def label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.
     this is the same for any labelled set. Book: chapter 6.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"label fraction must be in (0, 1], got {fraction}")  # a ValueError too
     g = torch.Generator().manual_seed(seed)
     out = []
     for c in torch.unique(labels):

@@ -104,8 +104,18 @@ class Config:
             raise ConfigError(f"learning rate must be a finite number >= 0, got {self.lr}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.strength < 0:
-            raise ConfigError(f"colour strength must be >= 0, got {self.strength}")
+        if not 0 <= self.strength <= 2.5:
+            raise ConfigError(f"colour strength must be in [0, 2.5], got {self.strength}; the paper uses 0.5 "
+                              f"for CIFAR-10, 1.0 for ImageNet")
+        for name in ("image_size", "proj_dim", "stem_stride", "log_every", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("train_limit", "test_limit", "warmup_epochs", "weight_decay", "momentum", "knn_every",
+                     "knn_bank", "threads", "checkpoint_every", "time_limit", "nan_check_every"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.knn_t > 0:
+            raise ConfigError(f"--knn-t must be > 0, got {self.knn_t}")
         if not 0 < self.min_scale <= 1:
             raise ConfigError(f"min crop scale must be in (0, 1], got {self.min_scale}")
         if self.loss not in LOSSES:
@@ -245,8 +255,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def check_out_dir(out: Path, cfg: Config, resume: bool) -> None:
     """Refuse to write over a different run; require --resume to continue one."""
     cfg_path = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
     if resume:
-        if not (out / "checkpoint.pt").exists():
+        if not (out / "checkpoint.pt").exists() and not cfg_path.exists():
             raise ConfigError(f"--resume: {out} holds no checkpoint.pt; start the run without --resume")
         if cfg_path.exists():
             saved = json.loads(cfg_path.read_text())
@@ -289,6 +301,10 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         check_out_dir(out_dir, cfg, resume)
         out_dir.mkdir(parents=True, exist_ok=True)
     D.barrier()
+    if resume and out_dir is not None and not (out_dir / "checkpoint.pt").exists():
+        resume = False  # killed before its first checkpoint: nothing to load, start again from step 0
+        if info.is_main:
+            _truncate_metrics(out_dir / "metrics.jsonl", 0)
     dev = info.device
     t_start = time.time()
 
@@ -368,13 +384,15 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
 
     def save(epoch: int, step_in_epoch: int) -> None:
         check_finite(epoch)
+        # running losses as means over ranks (every rank calls save): a resumed run logs the global loss
+        e_loss, w_loss = float(D.all_mean(epoch_loss)), float(D.all_mean(loss_sum))
         if out_dir is None or not info.is_main:
             return
         atomic_save({"format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "step_in_epoch": step_in_epoch, "step": step, "rng": rng_state(),
-                     "config": json.dumps(cfg.to_dict()), "epoch_loss": [float(epoch_loss), epoch_n],
-                     "window_loss": [float(loss_sum), n_loss],
+                     "config": json.dumps(cfg.to_dict()), "epoch_loss": [e_loss, epoch_n],
+                     "window_loss": [w_loss, n_loss],
                      "wall_time_s": wall_before + time.time() - t_start}, out_dir / "checkpoint.pt")
 
     def monitor(final: bool) -> float:
@@ -506,6 +524,8 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
             break
     if bar is not None:
         bar.close()
+    if status == "completed" and knn is None and start_epoch == cfg.epochs and info.is_main:
+        knn = monitor(final=True)  # resumed after the last checkpoint (killed before run.json was written)
     if status == "time_limit" and info.is_main:
         knn = monitor(final=True)
         log({"kind": "epoch", "step": step, "epoch": step / steps_per_epoch, "knn_top1": knn,
