@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{r['nproc']} vs 1 process(es): x{speedup:.2f} images/s, "
                       f"scaling efficiency {speedup / r['nproc']:.0%}")
     info["load_average_1min_at_end"] = C.load_average()
-    C.write_result("distributed", device, {"what": __doc__.split("\n\n")[1].replace("\n", " "),
+    C.write_result("distributed", device, {"what": " ".join(" ".join(__doc__.split("\n\n")[:4]).split()),
                                            "settings": settings, "results": results, "ratios": ratios},
                    out=args.out, machine_info=info)
     return 0

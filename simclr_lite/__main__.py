@@ -17,7 +17,6 @@ import dataclasses
 import json
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .train import Config, PRESETS, Preempted, pretrain, preset
+    from .train import Config, Preempted, pretrain, preset
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}

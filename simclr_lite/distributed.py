@@ -173,12 +173,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         # stable as plain batch norm; each all-reduce sums the gradients of every rank in backward.
         count = torch.full((1,), x.numel() / c, dtype=xf.dtype, device=x.device)
         sums = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
-        n = sums[c]
+        n = sums[c].detach()  # values per channel over all ranks
         if float(n) < 2:
             raise ValueError(f"global batch norm needs more than 1 value per channel, got {int(n)}")
         mean = sums[:c] / n
-        dev = xf - mean.view(shape)
-        var = _AllReduceSum.apply((dev * dev).sum(dims)) / n
+        centred = xf - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -186,7 +186,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
                 unbiased = var.detach() * n / (n - 1)
                 self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
-        y = dev * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)

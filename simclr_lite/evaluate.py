@@ -195,7 +195,7 @@ def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torc
     model = nn.Sequential(encoder, nn.Linear(feat_dim, num_classes)).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    steps_per_epoch = max(1, len(train_images) // batch_size) if len(train_images) >= batch_size else 1
+    steps_per_epoch = max(1, len(train_images) // batch_size)  # a subset smaller than a batch: one step
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     size = train_images.shape[-1]
     for _ in range(epochs):

@@ -22,12 +22,11 @@ import os
 import platform
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from . import distributed as D
 from .augment import SimCLRAugment
