@@ -395,10 +395,13 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                      "wall_time_s": wall_before + time.time() - t_start}, out_dir / "checkpoint.pt")
 
     def monitor(final: bool) -> float:
-        bank = n_train if (final or not cfg.knn_bank) else min(cfg.knn_bank, n_train)
-        feats_tr = extract_features(model.encoder, train_x[:bank], device=dev)
+        if final or not cfg.knn_bank or cfg.knn_bank >= n_train:
+            bank = torch.arange(n_train)
+        else:  # a random subset: datasets are often stored class by class
+            bank = subset_indices(n_train, cfg.knn_bank, cfg.seed + 2)
+        feats_tr = extract_features(model.encoder, train_x[bank], device=dev)
         feats_te = extract_features(model.encoder, test_x, device=dev)
-        return knn_accuracy(feats_tr, train_y[:bank], feats_te, test_y, cfg.knn_k, cfg.knn_t)
+        return knn_accuracy(feats_tr, train_y[bank], feats_te, test_y, cfg.knn_k, cfg.knn_t)
 
     metrics_path = out_dir / "metrics.jsonl" if out_dir is not None else None
     history: list[dict[str, Any]] = []
