@@ -143,6 +143,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     B = args.batch
     train_x, _, source = C.cifar10(train=True)
+    train_x = train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))]  # mix the classes
     x_cpu = train_x[:B].clone()
     if args.size != 32:   # an ImageNet-style check: upscale the CIFAR images to the input size
         x_cpu = torch.nn.functional.interpolate(x_cpu.float(), size=args.size, mode="bilinear",

@@ -355,7 +355,8 @@ def label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.
     this is the same for any labelled set. Book: chapter 6.
     """
     if not 0 < fraction <= 1:
-        raise ConfigError(f"label fraction must be in (0, 1], got {fraction}")  # a ValueError too
+        raise ConfigError(f"label fraction (--label-fraction) must be in (0, 1], got {fraction}; "  # a ValueError
+                          f"Table 7 uses 0.01 and 0.1")
     g = torch.Generator().manual_seed(seed)
     out = []
     for c in torch.unique(labels):

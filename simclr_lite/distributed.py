@@ -66,6 +66,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but no GPU is visible; use --device cpu")
+        n_gpu = torch.cuda.device_count()
+        if name == "cuda" and local_rank >= n_gpu:
+            raise ConfigError(f"process {local_rank} of this node has no GPU of its own ({n_gpu} visible); "
+                              f"use torchrun --nproc_per_node {n_gpu} or fewer")
         return torch.device("cuda", local_rank if name == "cuda" else int(name.split(":")[1]))
     if name not in ("cpu", "mps"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
@@ -109,7 +113,7 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous()
+        grad = grad.clone(memory_format=torch.contiguous_format)  # never reduce autograd's buffer in place
         dist.all_reduce(grad)  # every rank's loss depends on every rank's rows
         return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
 
@@ -128,6 +132,8 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the gradients too (each rank's loss uses the global sum)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         x = x.clone()

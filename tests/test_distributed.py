@@ -30,7 +30,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from simclr_lite.checkpoint import load_checkpoint
-from simclr_lite.distributed import GlobalBatchNorm, convert_global_bn, gather
+from simclr_lite.distributed import (GlobalBatchNorm, all_mean, any_rank, convert_global_bn, gather,
+                                     resolve_device)
+from simclr_lite.errors import ConfigError
 from simclr_lite.losses import nt_xent
 from simclr_lite.optim import scaled_lr, warmup_cosine
 
@@ -132,6 +134,9 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
         y1 = bn1(x1)
         (y1 * d["bn1d_up"][rows]).sum().backward()
         res.update(bn1_y=y1.detach(), bn1_gx=x1.grad)
+        # decisions and logged numbers shared by all ranks
+        res.update(any_rank=torch.tensor(any_rank(rank == world - 1, False)),
+                   all_mean=all_mean(torch.tensor(float(rank))))
         torch.save(res, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -266,6 +271,25 @@ def test_global_batch_norm_equals_batch_norm_over_the_global_batch(ranks):
         local.weight.copy_(d["bn_w"])
         local.bias.copy_(d["bn_b"])
         assert not torch.allclose(local(d["bn_x"][:n]), res[0]["bn_y"], atol=1e-3)
+
+
+def test_ranks_agree_on_stop_flags_and_mean_loss(ranks):
+    world, res = ranks
+    for r in res:
+        assert r["any_rank"].tolist() == [True, False]       # a flag set on one rank only reaches every rank
+        assert float(r["all_mean"]) == pytest.approx((world - 1) / 2)
+
+
+def test_each_process_needs_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="process 2 of this node has no GPU"):
+        resolve_device("cuda", local_rank=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", local_rank=3) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no GPU is visible"):
+        resolve_device("cuda")
 
 
 def test_convert_global_bn_keeps_parameters_and_mode():

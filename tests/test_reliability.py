@@ -34,12 +34,15 @@ from typing import Callable
 import pytest
 import torch
 
-import simclr_lite.__main__  # noqa: F401 - imported here once, so that every forked child starts at once
-import simclr_lite.evaluate  # noqa: F401
-import simclr_lite.train  # noqa: F401
+from simclr_lite import __main__ as _cli
+from simclr_lite import evaluate as _evaluate
+from simclr_lite import train as _train
 from simclr_lite.checkpoint import load_checkpoint
 
 from conftest import make_tree
+
+# imported once here, so that every forked child starts at once (torchvision alone takes seconds to import)
+_PRELOADED = (_cli, _evaluate, _train)
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (Linux, macOS)")
 
@@ -114,18 +117,19 @@ def spawn(argv: list[str], logs: Path, hook: Callable[[], None] | None = None) -
                 f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                 os.dup2(f, fd)
                 os.close(f)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives until os._exit
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
                 signal.signal(s, signal.SIG_DFL)
             torch.use_deterministic_algorithms(True)
+            torch.set_num_threads(1)  # an OpenMP pool does not survive fork(): one thread, like --threads 1
             if hook is not None:
                 hook()
             from simclr_lite.__main__ import main
             code = main(argv)
         except SystemExit as e:  # argparse's one-line errors
             code = e.code if isinstance(e.code, int) else 1
-        except BaseException:  # noqa: BLE001 - a traceback is what the tests look for
+        except BaseException:  # noqa: BLE001 -- a traceback is what the tests look for
             traceback.print_exc()
         finally:
             try:
@@ -520,5 +524,5 @@ def test_output_folder_of_another_tool_or_a_file(tree, tmp_path):
 
 def test_evaluate_bad_values(reference, tmp_path):
     one_line_error(cli(["evaluate", str(reference), "--protocol", "finetune", "--label-fraction", "0"],
-                       tmp_path / "log"), "label fraction", "0")
+                       tmp_path / "log"), "--label-fraction", "(0, 1]", "got 0.0")
     assert not (reference / "eval.json").exists()

@@ -1,0 +1,277 @@
+"""Training-step benchmark: ResNet-18 (CIFAR stem) SimCLR pretraining throughput, simclr_lite vs lightly-style.
+
+Result (see benchmarks/README.md for the latest figures and their machines):
+
+1. Side by side, same model (ResNet-18, CIFAR stem, 2-layer head), same
+   batch B, same LARS optimiser, same precision and memory format:
+   * simclr_lite: data resident on the device as uint8, two views made by
+     ``SimCLRAugment`` on the device, one forward of both views, ``nt_xent``
+     (the step of ``simclr_lite/train.py``);
+   * lightly-style: DataLoader workers (one per core) running lightly 1.6's
+     ``SimCLRTransform`` per PIL image, two forwards, lightly's ``NTXentLoss``
+     (the loop of lightly's CIFAR-10 benchmark);
+   images/s of each and the ratio (target >= 1.5x), plus augmentation's share
+   of a simclr_lite step (augmentation timed alone, and step time with
+   pre-made views).
+2. On a GPU only: one full CIFAR-10 epoch (50,000 images, two views, 97 steps
+   of 512) of ``simclr_lite.train.pretrain`` itself (bf16 autocast,
+   channels_last), timed as the second of two epochs so that start-up and
+   compilation are excluded, without and with ``torch.compile`` (target < 8 s
+   on an H100/H200), and once with ``nan_check_every = log_every = 97``
+   (the per-step host sync of the default NaN check removed).
+
+Data: CIFAR-10 from ``$SIMCLR_DATA`` if set, else this checkout's decoded
+cache, else random uint8 images of CIFAR-10's shape (same cost per step; the
+source is recorded in the JSON).
+
+Writes ``benchmarks/results/train_step-<device-slug>.json``.
+
+    python benchmarks/bench_train_step.py                    # CPU or GPU (auto)
+    python benchmarks/bench_train_step.py --no-epoch         # GPU: skip the full-epoch runs
+    BENCH_QUICK=1 python benchmarks/bench_train_step.py      # tiny sizes: checks the script runs
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common as C
+import torch
+
+from simclr_lite.augment import SimCLRAugment, torchvision_pipeline
+from simclr_lite.losses import nt_xent
+from simclr_lite.models import build_simclr
+from simclr_lite.optim import build_optimizer
+
+TEMPERATURE = 0.5
+
+
+class _PairDataset(torch.utils.data.Dataset):
+    """(view0, view1) of each image from a per-image transform, as lightly's LightlyDataset + SimCLRTransform."""
+
+    def __init__(self, images: torch.Tensor, transform, pil: bool):
+        self.images, self.transform, self.pil = images, transform, pil
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        img = self.images[i]
+        if self.pil:
+            from PIL import Image
+            img = Image.fromarray(img.permute(1, 2, 0).numpy())
+        out = self.transform(img)
+        return tuple(out) if isinstance(out, (list, tuple)) else (out, self.transform(img))
+
+
+def lightly_parts():
+    """lightly's transform and loss, or the labelled stand-ins when lightly is not importable."""
+    try:
+        from lightly.loss import NTXentLoss
+        from lightly.transforms import SimCLRTransform
+        tf = SimCLRTransform(input_size=32, cj_strength=0.5, min_scale=0.08, gaussian_blur=0.0, normalize=None)
+        return tf, NTXentLoss(temperature=TEMPERATURE), True, "lightly 1.6 SimCLRTransform (PIL) + NTXentLoss"
+    except Exception:
+        from bench_loss import _LightlyNTXentCopy
+        return (torchvision_pipeline(32, 0.5), _LightlyNTXentCopy(TEMPERATURE), False,
+                "lightly not importable: simclr_lite.augment.torchvision_pipeline per image + copy of lightly's "
+                "NTXentLoss")
+
+
+def new_model(dev: torch.device, channels_last: bool):
+    torch.manual_seed(0)
+    model = build_simclr("resnet18", 1.0, True, "nonlinear", 128).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.train()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch", type=int, default=0, help="images per step (default: 512 on a GPU, 64 on a CPU)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per pipeline (default: 40 GPU, 3 CPU)")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the lightly-style pipeline "
+                                                           "(0: one per core)")
+    ap.add_argument("--no-epoch", action="store_true", help="GPU: skip the full-epoch pretrain() runs")
+    ap.add_argument("--no-compile", action="store_true", help="GPU: skip the torch.compile epoch")
+    ap.add_argument("--force-epoch", action="store_true", help="run the epoch part on a CPU too (with "
+                    "BENCH_QUICK=1: a syntax check of the GPU path)")
+    ap.add_argument("--out", default=None, help="results folder (default: $OUT or benchmarks/results)")
+    args = ap.parse_args()
+    dev = C.pick_device(args.device)
+    gpu = dev.type == "cuda"
+    info = C.machine(dev)
+    C.warn_if_busy(dev)
+    B = args.batch or (512 if gpu else 64)
+    steps = args.steps or (40 if gpu else 3)
+    warm = 5 if gpu else 1
+    if C.QUICK:
+        B, steps, warm = 16, 2, 1
+    workers = args.workers or C.cpu_cores()
+    channels_last = True
+    amp = torch.bfloat16 if gpu else None
+    train_x, train_y, source = C.cifar10(train=True)
+    test_x, test_y, _ = C.cifar10(train=False)
+    if C.QUICK:   # a random subset (the decoded cache is sorted by class)
+        keep, keep_te = torch.randperm(len(train_x))[:128], torch.randperm(len(test_x))[:64]
+        train_x, train_y, test_x, test_y = train_x[keep], train_y[keep], test_x[keep_te], test_y[keep_te]
+    print(f"ResNet-18 (CIFAR stem) SimCLR step, batch {B} images (2 views), LARS, "
+          f"{'bf16 autocast, ' if amp else ''}channels_last on {C.device_name(dev)}; data: {source}", flush=True)
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None)
+
+    # ------------------------------------------------------------------ simclr_lite step
+    model = new_model(dev, channels_last)
+    opt = build_optimizer(model, "lars", 1.0 * 2 * B / 256, 1e-6)
+    aug = SimCLRAugment(32, strength=0.5)
+    train_dev = train_x.to(dev)
+    n = len(train_x)
+    state = {"step": 0, "perm": torch.randperm(n)}
+
+    def batch_idx():
+        s = state["step"] % (n // B)
+        if s == 0:
+            state["perm"] = torch.randperm(n)
+        state["step"] += 1
+        return state["perm"][s * B:(s + 1) * B].to(dev)
+
+    def make_views(x):
+        views = []
+        for v in range(2):   # one seeded generator per step and view, as simclr_lite.train does
+            g = torch.Generator(device=dev).manual_seed(state["step"] * 2 + v)
+            views.append(aug(x, generator=g))
+        inp = torch.cat(views)
+        return inp.contiguous(memory_format=torch.channels_last) if channels_last else inp
+
+    def model_step(inp):
+        with autocast():
+            _, z = model(inp)
+        z_a, z_b = z.float().chunk(2)
+        loss = nt_xent(z_a, z_b, TEMPERATURE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def ours_step():
+        return model_step(make_views(train_dev[batch_idx()]))
+
+    def run(step_fn, k):
+        for _ in range(warm):
+            step_fn()
+        C.sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            step_fn()
+        C.sync(dev)
+        return (time.perf_counter() - t0) / k
+
+    t_ours = run(ours_step, steps)
+    fixed = make_views(train_dev[batch_idx()])
+    t_noaug = run(lambda: model_step(fixed), steps)
+    t_aug = C.timeit(lambda: make_views(train_dev[batch_idx()]), dev, reps=max(steps, 3), warmup=2)["median_s"]
+    del model, opt
+
+    # ------------------------------------------------------------------ lightly-style step
+    tf, lightly_loss, have_lightly, lightly_label = lightly_parts()
+    model = new_model(dev, channels_last)
+    opt = build_optimizer(model, "lars", 1.0 * 2 * B / 256, 1e-6)
+    ds = _PairDataset(train_x, tf, pil=have_lightly)
+    dl = torch.utils.data.DataLoader(ds, batch_size=B, shuffle=True, drop_last=True, num_workers=workers,
+                                     persistent_workers=True, pin_memory=gpu, prefetch_factor=2)
+    it = iter(dl)
+
+    def lightly_step():
+        nonlocal it
+        try:
+            x0, x1 = next(it)
+        except StopIteration:
+            it = iter(dl)
+            x0, x1 = next(it)
+        x0, x1 = x0.to(dev, non_blocking=True), x1.to(dev, non_blocking=True)
+        if channels_last:
+            x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            _, z0 = model(x0)
+            _, z1 = model(x1)
+        loss = lightly_loss(z0.float(), z1.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    t_lightly = run(lightly_step, steps)
+    del it, dl, model, opt
+
+    ips_ours, ips_lightly = B / t_ours, B / t_lightly
+    ratio = ips_ours / ips_lightly
+    aug_share = t_aug / t_ours
+    aug_share_noaug = max(0.0, 1 - t_noaug / t_ours)
+    print(f"  simclr_lite step            {C.fmt_s(t_ours):>10s}  {ips_ours:9.1f} images/s")
+    print(f"  lightly-style step          {C.fmt_s(t_lightly):>10s}  {ips_lightly:9.1f} images/s  ({lightly_label}, "
+          f"{workers} workers)")
+    print(f"  ratio simclr_lite / lightly-style: {ratio:.2f}x (target >= 1.5x: {'MET' if ratio >= 1.5 else 'MISSED'})")
+    print(f"  simclr_lite: augmentation alone {C.fmt_s(t_aug)} = {aug_share:.1%} of a step; step on pre-made views "
+          f"{C.fmt_s(t_noaug)} (=> augmentation adds {aug_share_noaug:.1%})")
+    print(f"  projected CIFAR-10 epoch (50,000 images) at these rates: simclr_lite {50000 / ips_ours:.1f} s, "
+          f"lightly-style {50000 / ips_lightly:.1f} s", flush=True)
+
+    # ------------------------------------------------------------------ GPU: full epochs of pretrain()
+    epochs = {}
+    if (gpu or args.force_epoch) and not args.no_epoch:
+        from simclr_lite.train import Config, pretrain
+        variants = [("eager", dict(compile=False)),
+                    ("eager_nan_check_every_97", dict(compile=False, nan_check_every=97, log_every=97))]
+        if not args.no_compile:
+            variants.append(("compile", dict(compile=True)))
+        for name, over in variants:
+            fields = dict(arch="resnet18", width=1.0, cifar_stem=True, epochs=2, batch_size=512, lr=1.0,
+                          temperature=TEMPERATURE, warmup_epochs=1, knn_every=0, log_every=50, device=str(dev),
+                          amp="bf16" if gpu else "off", channels_last=True)
+            fields.update(over)
+            if C.QUICK:
+                fields.update(batch_size=32, log_every=2)
+            cfg = Config(**fields)
+            t0 = time.perf_counter()
+            summary = pretrain(cfg, out=None, progress=False, data=(train_x, train_y, test_x, test_y))
+            wall = time.perf_counter() - t0
+            ep = [h for h in summary["history"] if h.get("kind") == "epoch"]
+            steps_per_epoch = len(train_x) // cfg.batch_size
+            epochs[name] = {"first_epoch_s": ep[0]["epoch_time_s"], "epoch_s": ep[1]["epoch_time_s"],
+                            "steps_per_epoch": steps_per_epoch, "images_per_epoch": steps_per_epoch * cfg.batch_size,
+                            "images_per_s": round(steps_per_epoch * cfg.batch_size / ep[1]["epoch_time_s"], 1),
+                            "knn_top1_after_2_epochs": summary["knn_top1"], "wall_s_incl_setup_and_monitor": round(wall, 1),
+                            "config_overrides": over}
+            print(f"  pretrain() epoch [{name}]: {ep[1]['epoch_time_s']:.2f} s (first epoch {ep[0]['epoch_time_s']:.1f} s, "
+                  f"{steps_per_epoch} steps x {cfg.batch_size}); kNN top-1 after 2 epochs {summary['knn_top1']:.3f}",
+                  flush=True)
+            del summary
+            torch.cuda.empty_cache()
+        best = min(v["epoch_s"] for v in epochs.values())
+        print(f"  target CIFAR-10 epoch < 8 s on one GPU: {'MET' if best < 8 else 'MISSED'} (best {best:.2f} s)")
+
+    targets = {"throughput_1.5x_lightly_style": {"ratio": round(ratio, 3), "met": ratio >= 1.5}}
+    if gpu:
+        targets["augment_under_10pct_of_step_gpu"] = {"fraction": round(aug_share, 4), "met": aug_share < 0.1}
+    if epochs:
+        targets["epoch_under_8s_gpu"] = {"epoch_s": {k: v["epoch_s"] for k, v in epochs.items()},
+                                         "met": min(v["epoch_s"] for v in epochs.values()) < 8}
+    C.write_result("train_step", dev, {
+        "settings": {"model": "ResNet-18, CIFAR stem (3x3 stride 1, no max-pool), head 512-512-128",
+                     "batch_images": B, "views": 2, "timed_steps": steps, "warmup_steps": warm,
+                     "optimizer": "LARS (simclr_lite.optim), lr 1.0 x 2B/256", "temperature": TEMPERATURE,
+                     "amp": "bf16" if amp else "off (float32)", "channels_last": channels_last,
+                     "lightly_style_workers": workers, "lightly_style": lightly_label, "data": source},
+        "results": {"simclr_lite_step_s": t_ours, "simclr_lite_images_per_s": round(ips_ours, 2),
+                    "lightly_style_step_s": t_lightly, "lightly_style_images_per_s": round(ips_lightly, 2),
+                    "ratio": round(ratio, 3), "augment_alone_s": t_aug, "augment_fraction_of_step": round(aug_share, 4),
+                    "step_on_premade_views_s": t_noaug, "augment_fraction_by_difference": round(aug_share_noaug, 4),
+                    "epochs": epochs},
+        "targets": targets,
+    }, args.out, machine_info=info)
+
+
+if __name__ == "__main__":
+    main()
