@@ -121,3 +121,16 @@ def test_real_cifar_subset_smoke(tmp_path):
     epochs = [l for l in lines if l["kind"] == "epoch"]
     assert epochs[-1]["loss"] < epochs[0]["loss"]
     assert summary["knn_top1"] > 0.15  # above chance (0.10) on real images
+
+
+def test_compile_failure_falls_back_to_eager(tiny_tree, monkeypatch, capsys):
+    eager = pretrain(tiny_cfg(tiny_tree, epochs=1), None, progress=False)
+
+    def broken_compile(module):
+        def call(x):
+            raise RuntimeError("no C++ compiler found")
+        return call
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fallback = pretrain(tiny_cfg(tiny_tree, epochs=1, compile=True), None, progress=False)
+    assert "torch.compile failed" in capsys.readouterr().err
+    assert torch.equal(_weights(eager["model"]), _weights(fallback["model"]))
