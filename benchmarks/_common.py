@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
+import torch
 
 #: BENCH_QUICK=1: tiny settings, to check that a script runs end to end (figures meaningless).
 QUICK = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
@@ -68,7 +68,7 @@ def load_average() -> float | None:
 
 
 def _slug(text: str) -> str:
-    text = re.sub(r"\(R\)|\(TM\)|\bCPU\b|@.*$|\bProcessor\b", " ", text, flags=re.I)
+    text = re.sub(r"\(R\)|\(TM\)|\bCPU\b|@.*$|\bProcessor\b", " ", text, flags=re.IGNORECASE)
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
@@ -89,16 +89,16 @@ def device_name(device: torch.device) -> str:
 def _version(module: str) -> str | None:
     try:
         return importlib.import_module(module).__version__
-    except Exception:  # not installed, or fails to import without its optional deps
+    except Exception:  # noqa: BLE001 (not installed, or fails to import without its optional deps)
         return None
 
 
 def git_commit() -> str | None:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
+                             text=True, timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return (rev + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -171,6 +171,31 @@ def timeit(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int =
     return {"median_s": s[len(s) // 2], "min_s": s[0], "reps": len(s), "times_s": [round(t, 6) for t in times]}
 
 
+def timeit_many(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int, warmup: int = 1,
+                max_seconds: float | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`timeit` for several contenders, interleaved: rep r times every contender once, in turn,
+    so that load from other processes on shared cores falls on all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
+    out = {}
+    for k, ts in times.items():
+        s = sorted(ts)
+        out[k] = {"median_s": s[len(s) // 2], "min_s": s[0], "reps": len(s), "times_s": [round(t, 6) for t in ts]}
+    return out
+
+
 # ----------------------------------------------------------------------------- data
 def cifar10(train: bool = True, allow_random: bool = True) -> tuple[torch.Tensor, torch.Tensor, str]:
     """CIFAR-10 as uint8 (N, 3, 32, 32) + labels, and a description of where it came from.
@@ -184,8 +209,12 @@ def cifar10(train: bool = True, allow_random: bool = True) -> tuple[torch.Tensor
     n = 50_000 if train else 10_000
     if os.environ.get("SIMCLR_DATA"):
         from simclr_lite.data import load_dataset
-        x, y, _ = load_dataset(None, train, size=32)
-        return x, y, f"CIFAR-10 {split} from $SIMCLR_DATA={os.environ['SIMCLR_DATA']}"
+        try:
+            x, y, _ = load_dataset(None, train, size=32)
+            return x, y, f"CIFAR-10 {split} from $SIMCLR_DATA={os.environ['SIMCLR_DATA']}"
+        except Exception as e:  # noqa: BLE001 (a wrong path must not cost the whole GPU run: fall back, say so)
+            print(f"[warning] CIFAR-10 from $SIMCLR_DATA failed ({type(e).__name__}: {e}); falling back",
+                  flush=True)
     for cache in sorted((REPO / "data" / "cache").glob(f"*-{split}-32-*.npz")):
         try:
             import numpy as np
@@ -234,7 +263,7 @@ def write_result(name: str, device: torch.device, payload: dict[str, Any], out: 
 def _command_line() -> str:
     script = Path(sys.argv[0]).resolve()
     shown = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "SIMCLR_DATA") if os.environ.get(k))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "SIMCLR_DATA", "PYTHONPATH") if os.environ.get(k))
     return (env + " " if env else "") + " ".join(["python", shown] + sys.argv[1:])
 
 

@@ -26,6 +26,7 @@ average is recorded before and after. Results go to
 ``benchmarks/results/distributed-<device-slug>.json`` (or ``--out`` / ``$OUT``).
 
     python benchmarks/bench_distributed.py                    # CPU: 1 and 2 processes, about a minute
+    python benchmarks/bench_distributed.py --also-local-bn    # and 2 processes with per-process BN
     python benchmarks/bench_distributed.py --nproc 1,2,4,8    # a machine with 8 GPUs (ResNet-50, 224 px)
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process on CPUs")
     p.add_argument("--amp", default="auto", help="auto (bf16 on GPU), off, bf16, fp16")
+    p.add_argument("--sync-bn", default="auto", choices=["auto", "on", "off"],
+                   help="global BN (auto: on with more than one process); off shows what it costs")
+    p.add_argument("--also-local-bn", action="store_true",
+                   help="for N > 1 also time per-process BN (--sync-bn off): the cost of global BN")
     p.add_argument("--out", default=None, help="results folder (default: $OUT, else benchmarks/results)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per launch")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -109,7 +114,8 @@ def worker(args: argparse.Namespace) -> None:
                  image_size=args.image_size, strength=args.strength, blur=bool(args.blur), epochs=1,
                  batch_size=args.per_proc_batch * world, optimizer="lars", lr=0.3, warmup_epochs=0,
                  temperature=0.1, knn_every=0, knn_k=5, log_every=args.warmup, device=args.device,
-                 amp=args.amp, threads=args.threads if args.device == "cpu" else 0, seed=0)
+                 amp=args.amp, sync_bn=args.sync_bn, threads=args.threads if args.device == "cpu" else 0,
+                 seed=0)
     if args.device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.reset_peak_memory_stats()
@@ -141,15 +147,16 @@ def launch(args: argparse.Namespace, nproc: int, result: Path) -> dict[str, Any]
     forwarded = ["--device", args.device, "--arch", args.arch, "--width", str(args.width),
                  "--image-size", str(args.image_size), "--per-proc-batch", str(args.per_proc_batch),
                  "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-                 "--amp", args.amp, "--cifar-stem", str(int(args.cifar_stem)), "--stem-stride",
-                 str(args.stem_stride), "--strength", str(args.strength), "--blur", str(int(args.blur))]
+                 "--amp", args.amp, "--sync-bn", args.sync_bn, "--cifar-stem", str(int(args.cifar_stem)),
+                 "--stem-stride", str(args.stem_stride), "--strength", str(args.strength),
+                 "--blur", str(int(args.blur))]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(Path(__file__).resolve()), "--worker", "--result", str(result), *forwarded]
     env = {**os.environ, "PYTHONPATH": str(C.REPO), "PYTHONUNBUFFERED": "1"}
     if args.device == "cpu":
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     t0 = time.time()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, check=False)
     if p.returncode != 0 or not result.exists():
         sys.exit(f"error: the {nproc}-process run failed (exit {p.returncode}):\n{p.stderr[-4000:]}")
     rec = json.loads(result.read_text())
@@ -175,28 +182,35 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: getattr(args, k) for k in ("device", "arch", "width", "image_size", "cifar_stem", "stem_stride",
                                               "strength", "blur", "per_proc_batch", "steps", "warmup", "threads",
                                               "amp")}
-    settings.update(optimizer="lars", loss="nt_xent (global batch)", sync_bn="auto (global BN when N > 1)",
+    settings.update(optimizer="lars", loss="nt_xent (global batch)",
+                    sync_bn=args.sync_bn + (" (global BN when N > 1)" if args.sync_bn == "auto" else ""),
                     data="synthetic uint8 images on the device", scaling="weak: per-process batch fixed")
     if args.device == "cuda":
         settings.pop("threads")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in counts:
-            rec = launch(args, n, Path(tmp) / f"n{n}.json")
+        runs = [(n, args.sync_bn) for n in counts]
+        if args.also_local_bn:
+            runs += [(n, "off") for n in counts if n > 1 and args.sync_bn != "off"]
+        for n, sync_bn in runs:
+            run_args = argparse.Namespace(**{**vars(args), "sync_bn": sync_bn})
+            rec = launch(run_args, n, Path(tmp) / f"n{n}-{sync_bn}.json")
+            rec["sync_bn"] = sync_bn
             results.append(rec)
             mem = ", ".join(f"{r['peak_gpu_allocated_gib']} GiB" if "peak_gpu_allocated_gib" in r
                             else f"{r['peak_rss_mib']:.0f} MiB" for r in rec["per_rank"])
-            print(f"{n} process(es): {rec['images_per_s']:.1f} images/s (global batch {rec['global_batch']}, "
-                  f"{rec['step_time_s'] * 1e3:.0f} ms/step), peak memory per process: {mem}", flush=True)
+            print(f"{n} process(es), sync BN {sync_bn}: {rec['images_per_s']:.1f} images/s (global batch "
+                  f"{rec['global_batch']}, {rec['step_time_s'] * 1e3:.0f} ms/step), peak memory per process: "
+                  f"{mem}", flush=True)
     base = next((r for r in results if r["nproc"] == 1), None)
     ratios = {}
     if base is not None:
         for r in results:
             if r["nproc"] > 1:
                 speedup = r["images_per_s"] / base["images_per_s"]
-                ratios[str(r["nproc"])] = {"speedup_vs_1": round(speedup, 3),
-                                           "efficiency": round(speedup / r["nproc"], 3)}
-                print(f"{r['nproc']} vs 1 process(es): x{speedup:.2f} images/s, "
+                key = str(r["nproc"]) + ("" if r["sync_bn"] == args.sync_bn else f"-sync-bn-{r['sync_bn']}")
+                ratios[key] = {"speedup_vs_1": round(speedup, 3), "efficiency": round(speedup / r["nproc"], 3)}
+                print(f"{r['nproc']} (sync BN {r['sync_bn']}) vs 1 process(es): x{speedup:.2f} images/s, "
                       f"scaling efficiency {speedup / r['nproc']:.0%}")
     info["load_average_1min_at_end"] = C.load_average()
     C.write_result("distributed", device, {"what": " ".join(" ".join(__doc__.split("\n\n")[:4]).split()),

@@ -3,9 +3,10 @@
 #
 #   OUT=/some/folder SIMCLR_DATA=/path/with/cifar10 bash benchmarks/gpu_all.sh
 #
-# OUT: where the results JSON files go (default benchmarks/results).
-# SIMCLR_DATA: a folder with cifar10/train.tar.gz and test.tar.gz (optional: without it the
-#   benchmarks use random uint8 images of CIFAR-10's shape and say so in the JSON).
+# OUT: where the results JSON files and gpu_all.log go (default benchmarks/results); 6 files.
+# SIMCLR_DATA: a folder with cifar10/train.tar.gz and test.tar.gz; default: data/ when
+#   data/cifar10/train.tar.gz exists (git-ignored; carry it to the GPU machine); without either the
+#   benchmarks use random uint8 images of CIFAR-10's shape and say so in the JSON.
 # Wheels of the benchmark-only dependencies (lightly, kornia and theirs) are installed from
 # .whl/ when present (no internet needed); without them, bench_loss / bench_train_step use a
 # copy of lightly's NTXentLoss and torchvision transforms, and kornia's row is skipped.
@@ -14,19 +15,27 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-benchmarks/results}"
 mkdir -p "$OUT"
+
+main() {
+if [ -z "${SIMCLR_DATA:-}" ] && [ -f data/cifar10/train.tar.gz ]; then export SIMCLR_DATA="$PWD/data"; fi
+echo "[gpu_all] SIMCLR_DATA=${SIMCLR_DATA:-<unset: random data>} OUT=$OUT"
 PY="${PYTHON:-python3}"
 T0=$(date +%s)
 
 if ls .whl/*.whl >/dev/null 2>&1; then
-  # one wheel at a time: wheels built for another Python version are skipped, not fatal
+  # the pure-Python wheels plus the binary ones built for this Python; packaging / typing_extensions
+  # only where missing (never shadow the installed ones)
+  TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  WHEELS=()
   for w in .whl/*.whl; do
-    case "$(basename "$w")" in
-      packaging-*|typing_extensions-*)   # only when missing: never shadow the installed ones
-        mod=$(basename "$w" | cut -d- -f1); "$PY" -c "import $mod" 2>/dev/null && continue ;;
+    b=$(basename "$w")
+    case "$b" in
+      packaging-*|typing_extensions-*) "$PY" -c "import ${b%%-*}" 2>/dev/null && continue ;;
     esac
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$w" >/dev/null 2>&1 \
-      || echo "[gpu_all] skipped wheel $(basename "$w") (not for this Python/platform)"
+    case "$b" in *-py3-none-any.whl|*-"$TAG"-*) WHEELS+=("$w") ;; esac
   done
+  "$PY" -m pip install -q --no-index --no-deps --upgrade --target /tmp/site "${WHEELS[@]}" \
+    || echo "[gpu_all] installing the wheels failed: lightly / kornia rows may be missing"
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
@@ -59,16 +68,23 @@ import sys; sys.path.insert(0, '.')
 from simclr_lite.data import load_dataset
 for train in (True, False):
     x, y, _ = load_dataset(None, train, size=32); print('[gpu_all] CIFAR-10', 'train' if train else 'test', tuple(x.shape))
-" || echo "[gpu_all] CIFAR-10 decode failed: the benchmarks fall back to random data"
+" || { echo "[gpu_all] CIFAR-10 decode failed: the benchmarks use random data"; unset SIMCLR_DATA; }
 fi
 
-# typical times on an H100 with 16 cores: ~30 + 20 + 20 + 10 + 180 s; the limits only stop a hang
-run augment      90 benchmarks/bench_augment.py --device $DEV
-run loss         90 benchmarks/bench_loss.py --device $DEV
-run knn_cpu      90 benchmarks/bench_knn.py --device cpu
-run knn_gpu      45 benchmarks/bench_knn.py --device $DEV
-run train_step  300 benchmarks/bench_train_step.py --device $DEV ${EXTRA[@]+"${EXTRA[@]}"}
+# expected on an H100 with 16 cores: ~60 + 20 + 20 + 10 + 180 s. The limits (540 s in all) only stop a
+# hang inside a 600 s device call; every script writes its JSON as soon as it has figures, and
+# bench_train_step.py again after each full-epoch run.
+LIM=1; [ "$DEV" = cpu ] && LIM=3   # the CPU fallback (a syntax check) is slower
+run augment     $((120 * LIM)) benchmarks/bench_augment.py --device $DEV
+run loss        $((90 * LIM)) benchmarks/bench_loss.py --device $DEV
+run knn_cpu     $((60 * LIM)) benchmarks/bench_knn.py --device cpu
+run knn_gpu     $((30 * LIM)) benchmarks/bench_knn.py --device $DEV
+run train_step  $((240 * LIM)) benchmarks/bench_train_step.py --device $DEV ${EXTRA[@]+"${EXTRA[@]}"}
 
 echo; echo "=== summary ($(( $(date +%s) - T0 )) s in all; results in $OUT) ==="
 "$PY" benchmarks/summarize.py "$OUT"
-if [ ${#FAILED[@]} -gt 0 ]; then echo "[gpu_all] failed: ${FAILED[*]}"; exit 1; fi
+if [ ${#FAILED[@]} -gt 0 ]; then echo "[gpu_all] failed: ${FAILED[*]}"; return 1; fi
+}
+
+main 2>&1 | tee "$OUT/gpu_all.log"   # everything also lands in $OUT/gpu_all.log
+exit "${PIPESTATUS[0]}"

@@ -21,7 +21,7 @@ engine (``torch.distributed``; launched by ``torchrun``):
 Gradient bookkeeping (why the factors below are right): each rank r computes
 ``L_r``, the mean of NT-Xent over its own 2n anchors, contrasted with all 2N
 gathered views; the global loss is ``L = mean_r L_r``. The gather's backward
-and GlobalBatchNorm's all-reduces make the gradient that reaches rank r's own
+and GlobalBatchNorm's gather of statistics make the gradient that reaches rank r's own
 activations ``d(sum_q L_q)/d(rows of r) = W dL/d(rows of r)``; DDP then
 averages the parameter gradients over the W ranks, which divides by W again,
 so every rank applies exactly ``dL/dtheta``, the single-process gradient over
@@ -131,22 +131,6 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return _Gather.apply(x)
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks; the backward sums the gradients too (each rank's loss uses the global sum)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose mean and variance are taken over the global batch (Sec. 2.2, "Global BN").
 
@@ -155,9 +139,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     batch statistics and the model can "improve prediction accuracy without
     improving representations"; it therefore aggregates BN mean and variance
     over all devices. This is numerically what ``torch.nn.SyncBatchNorm``
-    computes (which needs CUDA), written with two differentiable all-reduces
-    (the sum, then the sum of squared deviations from the global mean) so that
-    it also runs on CPUs with gloo. Training output, input gradients and the
+    computes (which needs CUDA), written with one differentiable all-gather of
+    each rank's statistics (and one all-reduce in backward) so that it also
+    runs on CPUs with gloo. Training output, input gradients and the
     running statistics equal those of ``nn.BatchNorm*`` applied to the
     concatenated global batch. With no process group, or in eval mode, it is
     plain batch norm.
@@ -175,16 +159,19 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         shape = [1, c] + [1] * (x.dim() - 2)
         xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        # Two passes (global mean, then global sum of squared deviations), as numerically
-        # stable as plain batch norm; each all-reduce sums the gradients of every rank in backward.
+        # One differentiable all-gather of each rank's (mean, sum of squared deviations, count),
+        # combined as Chan et al. do (as stable as plain batch norm); its backward sums every
+        # rank's gradient for this rank's statistics. The same communication as SyncBatchNorm.
+        mean_r = xf.mean(dims)
+        m2_r = (xf - mean_r.view(shape)).square().sum(dims)
         count = torch.full((1,), x.numel() / c, dtype=xf.dtype, device=x.device)
-        sums = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
-        n = sums[c].detach()  # values per channel over all ranks
+        stats = _Gather.apply(torch.cat([mean_r, m2_r, count]).unsqueeze(0))  # (W, 2C + 1)
+        counts = stats[:, 2 * c:]
+        n = counts.sum().detach()  # values per channel over all ranks
         if float(n) < 2:
             raise ValueError(f"global batch norm needs more than 1 value per channel, got {int(n)}")
-        mean = sums[:c] / n
-        centred = xf - mean.view(shape)
-        var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
+        mean = (stats[:, :c] * counts).sum(0) / n
+        var = (stats[:, c:2 * c] + counts * (stats[:, :c] - mean).square()).sum(0) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -192,7 +179,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
                 unbiased = var.detach() * n / (n - 1)
                 self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
-        y = centred * torch.rsqrt(var.view(shape) + self.eps)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
