@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -204,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return cmd_pretrain(args) if args.command == "pretrain" else cmd_evaluate(args)
     except SimCLRError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: rank 0 says it once
+            sys.stderr.write(f"error: {e}\n")
+            sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
