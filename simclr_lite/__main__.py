@@ -205,9 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return cmd_pretrain(args) if args.command == "pretrain" else cmd_evaluate(args)
     except SimCLRError as e:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: rank 0 says it once
+        rank = os.environ.get("RANK", "0")
+        if rank == "0":  # under torchrun a bad config fails every rank alike: rank 0 says it once
             sys.stderr.write(f"error: {e}\n")
-            sys.stderr.flush()
+        elif not isinstance(e, ConfigError):  # e.g. data missing on one node only
+            sys.stderr.write(f"error (rank {rank}): {e}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
