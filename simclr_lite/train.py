@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cifar10-smoke": dict(arch="resnet10", width=0.125, stem_stride=2, epochs=2, batch_size=128,
                           lr=1.0, warmup_epochs=0, train_limit=2048, test_limit=512, knn_every=1,
                           log_every=4),
-    # About 15 minutes on 2 CPU cores (see README for the measured accuracy).
+    # 12 epochs of a quarter-width ResNet-18: 23.5 minutes on 2 CPU cores, kNN 52.6% (README, measured).
     "cifar10-cpu": dict(arch="resnet18", width=0.25, stem_stride=2, epochs=12, batch_size=256,
                         optimizer="lars", lr=1.5, temperature=0.2, min_scale=0.2, warmup_epochs=0.5,
                         compile=True, knn_every=0, knn_bank=10000, log_every=20),
