@@ -14,7 +14,7 @@ from conftest import make_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--image-size", "16", "--arch", "resnet10", "--width", "0.125", "--batch-size", "24", "--epochs", "1",
-        "--knn-k", "10", "--device", "cpu", "--no-progress", "--warmup-epochs", "0"]
+        "--knn-k", "10", "--device", "cpu", "--no-progress", "--warmup-epochs", "0", "--compile", "false"]
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

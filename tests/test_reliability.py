@@ -47,7 +47,7 @@ _PRELOADED = (_cli, _evaluate, _train)
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (Linux, macOS)")
 
 TINY = ["--image-size", "16", "--arch", "resnet10", "--width", "0.125", "--batch-size", "24", "--knn-k", "10",
-        "--device", "cpu", "--no-progress", "--warmup-epochs", "0.5", "--threads", "1"]
+        "--device", "cpu", "--no-progress", "--warmup-epochs", "0.5", "--threads", "1", "--compile", "false"]
 # 72 training images / batch 24 = 3 steps per epoch, 3 epochs: 9 step lines and 3 epoch lines (with kNN)
 RUN = [*TINY, "--epochs", "3", "--log-every", "1", "--checkpoint-every", "1", "--knn-every", "1", "--seed", "3"]
 STEPS = 9
