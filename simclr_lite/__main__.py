@@ -161,25 +161,40 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import label_subset, load_dataset
+    from .data import label_subset, load_dataset, stream_dataset
     from .distributed import resolve_device
     from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
-    from .train import describe_device, load_run, subset_indices
+    from .train import _stream_features, describe_device, load_run, subset_indices
 
     run = Path(args.run)
     dev = resolve_device(args.device)
     model, cfg = load_run(run, dev)
     t0 = time.time()
     data = args.data if args.data is not None else cfg.data
-    xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images)
-    xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images, classes=classes)
+    if cfg.loader == "stream":  # ImageNet-size trees: decode in DataLoader workers, never all in memory
+        if args.protocol == "finetune":
+            raise ConfigError("--protocol finetune reads decoded images into memory; a --loader stream run "
+                              "(ImageNet) supports --protocol knn or linear")
+        decode = cfg.decode_size or round(cfg.image_size * 8 / 7)
+        train_ds = stream_dataset(data, True, decode, skip_bad=cfg.skip_bad_images)
+        test_ds = stream_dataset(data, False, decode, skip_bad=cfg.skip_bad_images, classes=train_ds.classes)
+        xtr, ytr = torch.arange(len(train_ds)), train_ds.labels
+        xte, yte = torch.arange(len(test_ds)), test_ds.labels
+    else:
+        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images)
+        xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
+                                   classes=classes)
     if args.test_limit:
         keep = subset_indices(len(xte), args.test_limit, cfg.seed + 1)
         xte, yte = xte[keep], yte[keep]
     result: dict[str, Any] = {"protocol": args.protocol}
     if args.protocol in ("knn", "linear"):
-        ftr = extract_features(model.encoder, xtr, device=dev)
-        fte = extract_features(model.encoder, xte, device=dev)
+        if cfg.loader == "stream":
+            ftr = _stream_features(model.encoder, train_ds, xtr, cfg, dev)
+            fte = _stream_features(model.encoder, test_ds, xte, cfg, dev)
+        else:
+            ftr = extract_features(model.encoder, xtr, device=dev)
+            fte = extract_features(model.encoder, xte, device=dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
             result["k"] = args.k

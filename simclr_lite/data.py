@@ -328,11 +328,106 @@ def load_dataset(path: str | os.PathLike | None, train: bool, size: int | None =
             return x, y, list(CIFAR10_CLASSES)
         raise DataError(f"data path {root} does not exist; pass --data PATH (a CIFAR-10 root or a "
                         f"folder with train/ and test/ ImageFolder trees)")
-    for cand in (root / split, root / f"{split}.tar.gz", root / f"{split}.tar"):
-        if cand.exists():
-            return load_image_folder(cand, size=size, skip_bad=skip_bad, classes=classes)
+    for name in _split_names(split):
+        for cand in (root / name, root / f"{name}.tar.gz", root / f"{name}.tar"):
+            if cand.exists():
+                return load_image_folder(cand, size=size, skip_bad=skip_bad, classes=classes)
     raise DataError(f"no {split}/ folder under {root}; expected {root}/{split}/<class>/<image> "
                     f"(or a CIFAR-10 root)")
+
+
+def _split_names(split: str) -> tuple[str, ...]:
+    """Folder names of a split: ImageNet ships its test split as ``val/``."""
+    return ("test", "val") if split == "test" else (split,)
+
+
+# ------------------------------------------------------- streaming ImageFolder
+class ImageFolderStream(torch.utils.data.Dataset):
+    """An ImageFolder tree read lazily, one image per item: for datasets too big to hold decoded.
+
+    ImageNet's 1.28M images do not fit in memory decoded, so with
+    ``--loader stream`` each image is read and decoded when its batch is drawn,
+    in the DataLoader's worker processes: any mode becomes RGB, then the
+    shorter side is resized to ``size`` and the centre ``size x size`` kept
+    (:func:`decode_image`), as uint8 ``(3, size, size)``. The SimCLR crop
+    (Appendix A) is then taken on the training device from that image by
+    :class:`~simclr_lite.augment.SimCLRAugment`, with every other augmentation.
+    ``skip_bad`` replaces an unreadable image by the next readable one (and
+    counts it in ``skipped`` of that worker); otherwise it raises
+    :class:`DataError` naming the file. Book: chapter 7.
+    """
+
+    def __init__(self, folder: str | os.PathLike, size: int, classes: list[str] | None = None,
+                 skip_bad: bool = False) -> None:
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder} is not a folder; --loader stream reads an ImageFolder tree "
+                            f"<root>/<split>/<class>/<image> (extract archives first)")
+        found = sorted(d.name for d in self.folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not found:
+            raise DataError(f"no class folders in {self.folder}; expected {self.folder}/<class>/<image>")
+        self.classes = list(classes) if classes is not None else found
+        unknown = set(found) - set(self.classes)
+        if unknown:
+            raise DataError(f"classes {sorted(unknown)} in {self.folder} are not in the training classes")
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.files: list[str] = []
+        labels: list[int] = []
+        for c in found:
+            for f in sorted((self.folder / c).rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    self.files.append(str(f))
+                    labels.append(index[c])
+        if not self.files:
+            raise DataError(f"{self.folder} holds no files; put images in {self.folder}/<class>/<image>")
+        self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.size = size
+        self.skip_bad = skip_bad
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, i: int) -> np.ndarray:
+        name = self.files[i]
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as e:
+            raise DataError(f"cannot read image {name}: {e.strerror}; check the file "
+                            f"(or pass --skip-bad-images)") from None
+        if not name.lower().endswith(IMAGE_EXTENSIONS) and not _looks_like_image(data):
+            raise DataError(f"{name} is not an image file; move it out of the dataset folder "
+                            f"(or pass --skip-bad-images)")
+        return decode_image(data, name, self.size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        for k in range(len(self.files)):
+            j = (i + k) % len(self.files)
+            try:
+                arr = self._decode(j)
+            except DataError:
+                if not self.skip_bad:
+                    raise
+                self.skipped += 1
+                continue
+            return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous(), int(self.labels[j])
+        raise DataError(f"{self.folder} holds no readable images; check the path")
+
+
+def stream_dataset(path: str | os.PathLike | None, train: bool, size: int, skip_bad: bool = False,
+                   classes: list[str] | None = None) -> ImageFolderStream:
+    """The ``train/`` or ``test/`` (or ImageNet's ``val/``) split of a root as an :class:`ImageFolderStream`."""
+    root = data_root(path)
+    split = "train" if train else "test"
+    if not root.exists():
+        raise DataError(f"data path {root} does not exist; pass --data PATH (a folder with train/ and "
+                        f"val/ or test/ ImageFolder trees)")
+    for name in _split_names(split):
+        if (root / name).is_dir():
+            return ImageFolderStream(root / name, size, classes=classes, skip_bad=skip_bad)
+    raise DataError(f"no {split}/ folder under {root}; --loader stream needs {root}/{split}/<class>/<image>"
+                    + (" (or val/)" if split == "test" else ""))
 
 
 def _is_cifar(root: Path, split: str) -> bool:

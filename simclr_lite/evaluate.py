@@ -12,6 +12,7 @@ Book: chapter 6 (``book/06_evaluation.ipynb``).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -129,13 +130,17 @@ def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
 def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
               test_images: torch.Tensor, test_labels: torch.Tensor, epochs: int = 30, batch_size: int = 256,
               lr: float = 0.05, weight_decay: float = 5e-4, seed: int = 0,
-              device: str | torch.device = "cpu") -> dict[str, float]:
+              device: str | torch.device = "cpu",
+              augment: Callable[..., torch.Tensor] | None = None) -> dict[str, float]:
     """Fine-tune the encoder plus a new linear layer on labelled images (Table 7).
 
     Pass the label subset from :func:`simclr_lite.data.label_subset` as
     ``train_images``/``train_labels``. Augmentation is random crop + flip
-    (as the paper's fine-tuning); SGD + Nesterov, cosine schedule. The
-    encoder is modified in place. Returns ``{"top1", "top5"}``.
+    (as the paper's fine-tuning) unless ``augment`` (``f(images, generator=g)``
+    on float images in [0, 1]) replaces it, as the supervised column of
+    Table 1 does with colour distortion; SGD + Nesterov, cosine schedule. The
+    encoder is modified in place (a randomly initialised one trains from
+    scratch). Returns ``{"top1", "top5"}``. Book: chapter 6.
     """
     from .augment import horizontal_flip, random_resized_crop
 
@@ -155,7 +160,10 @@ def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torc
         for s in range(steps_per_epoch):
             idx = perm[s * batch_size:(s + 1) * batch_size]
             x = train_images[idx].to(device).float().div_(255)
-            x = horizontal_flip(random_resized_crop(x, size, scale=(0.25, 1.0), generator=g), generator=g)
+            if augment is None:
+                x = horizontal_flip(random_resized_crop(x, size, scale=(0.25, 1.0), generator=g), generator=g)
+            else:
+                x = augment(x, generator=g)
             loss = F.cross_entropy(model(x), train_labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -25,17 +25,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from . import distributed as D
 from .augment import SimCLRAugment
 from .checkpoint import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
-from .data import load_dataset
+from .data import ImageFolderStream, load_dataset, stream_dataset
 from .errors import ConfigError, SimCLRError, TrainingError
 from .evaluate import extract_features, knn_accuracy
-from .losses import LOSSES, nt_xent
+from .losses import LOSSES, margin_triplet, nt_logistic, nt_xent
 from .models import build_simclr
 from .optim import build_optimizer, scaled_lr, warmup_cosine
 
@@ -48,6 +48,10 @@ class Config:
     image_size: int = 32             # side of decoded images and of the views
     download: bool = False           # let torchvision download CIFAR-10 when it is not found
     skip_bad_images: bool = False    # skip (and count) unreadable images instead of failing
+    loader: str = "memory"           # memory: decode once, keep uint8 on the device; stream: decode each
+                                     # batch in DataLoader workers (ImageNet-size ImageFolder trees)
+    workers: int = 8                 # DataLoader worker processes per rank (loader=stream)
+    decode_size: int = 0             # loader=stream: side images are decoded to (0: image_size * 8/7)
     train_limit: int = 0             # use a random subset of N training images (0: all); smoke runs
     test_limit: int = 0              # use a random subset of N test images (0: all)
     # encoder f and head g (Sec. 2.1, B.9)
@@ -64,6 +68,9 @@ class Config:
     # loss (eq. 1, Table 2)
     loss: str = "nt_xent"            # nt_xent / nt_logistic / margin_triplet
     temperature: float = 0.5         # tau (0.5 for CIFAR-10 at long training, Table 5 / B.9)
+    normalize: bool = True           # l2-normalise z before NT-Xent (Table 5 compares without)
+    semi_hard: bool = False          # semi-hard negative mining for nt_logistic / margin_triplet (Table 4)
+    margin: float = 0.5              # margin m of margin_triplet (Table 2)
     # optimisation (Sec. 2.2, B.1)
     epochs: int = 500
     batch_size: int = 512            # global batch, split evenly over processes
@@ -110,17 +117,22 @@ class Config:
         for name in ("image_size", "proj_dim", "stem_stride", "log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("train_limit", "test_limit", "warmup_epochs", "weight_decay", "momentum", "knn_every",
+        for name in ("train_limit", "test_limit", "warmup_epochs", "workers", "decode_size", "weight_decay", "momentum", "knn_every",
                      "knn_bank", "threads", "checkpoint_every", "time_limit", "nan_check_every"):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.margin >= 0:
+            raise ConfigError(f"--margin must be >= 0, got {self.margin}")
         if not self.knn_t > 0:
             raise ConfigError(f"--knn-t must be > 0, got {self.knn_t}")
         if not 0 < self.min_scale <= 1:
             raise ConfigError(f"min crop scale must be in (0, 1], got {self.min_scale}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        if self.loader == "stream" and self.decode_size and self.decode_size < self.image_size:
+            raise ConfigError(f"--decode-size {self.decode_size} is smaller than --image-size {self.image_size}")
         for name, allowed in (("amp", ("auto", "off", "bf16", "fp16")), ("sync_bn", ("auto", "on", "off")),
+                              ("loader", ("memory", "stream")),
                               ("lr_scaling", ("linear", "sqrt", "none")),
                               ("optimizer", ("lars", "sgd", "adam")),
                               ("head", ("none", "linear", "nonlinear"))):
@@ -146,16 +158,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cifar10-gpu": dict(arch="resnet18", width=1.0, stem_stride=1, epochs=500, batch_size=512, lr=1.0,
                         temperature=0.5, warmup_epochs=10, knn_every=10, log_every=50),
     # ImageNet, Sec. 4 defaults: ResNet-50, 224 px, s = 1 with blur, batch 4096, LARS 4.8, 100 epochs.
+    # Images are decoded (shorter side 256, centre 256x256) by 10 DataLoader workers per GPU, then
+    # cropped and augmented on the GPU.
     "imagenet-r50": dict(arch="resnet50", width=1.0, cifar_stem=False, image_size=224, strength=1.0,
+                         loader="stream", workers=10,
                          blur=True, epochs=100, batch_size=4096, lr=0.3, lr_scaling="linear",
                          temperature=0.1, warmup_epochs=10, knn_every=10, knn_bank=100000,
                          log_every=50),
     # ImageNet-100-style subsets (a class subset as an ImageFolder tree): ResNet-50, 400 epochs.
     "imagenet100-r50": dict(arch="resnet50", width=1.0, cifar_stem=False, image_size=224, strength=1.0,
+                            loader="stream", workers=10,
                             blur=True, epochs=400, batch_size=512, lr=0.3, temperature=0.2,
                             warmup_epochs=10, knn_every=20, log_every=50),
     # The same at 128 px with ResNet-18: a subset run for a single GPU.
     "imagenet100-r18": dict(arch="resnet18", width=1.0, cifar_stem=False, image_size=128, strength=1.0,
+                            loader="stream", workers=10,
                             blur=True, epochs=200, batch_size=512, lr=0.3, temperature=0.2,
                             warmup_epochs=10, knn_every=20, log_every=50),
 }
@@ -174,7 +191,8 @@ def preset(name: str, **overrides: Any) -> Config:
 
 # Fields that define what a run computes: resuming with a different value would mix two runs.
 IDENTITY_FIELDS = ("arch", "width", "cifar_stem", "stem_stride", "head", "proj_dim", "image_size",
-                   "strength", "blur", "min_scale", "loss", "temperature", "batch_size", "optimizer",
+                   "strength", "blur", "min_scale", "loss", "temperature", "normalize", "semi_hard",
+                   "margin", "batch_size", "optimizer",
                    "lr", "lr_scaling", "weight_decay", "momentum", "warmup_epochs", "seed",
                    "train_limit", "aug_shards")
 
@@ -274,6 +292,7 @@ def check_out_dir(out: Path, cfg: Config, resume: bool) -> None:
 
 def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = False,
              progress: bool = True, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             augment: Callable[..., torch.Tensor] | Sequence[Callable[..., torch.Tensor]] | None = None,
              ) -> dict[str, Any]:
     """Run SimCLR pretraining; returns the run summary (also written to ``out/run.json``).
 
@@ -282,7 +301,10 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     and ``run.json`` (device, versions, wall time, final kNN top-1). ``data``
     may pass ``(train_x, train_y, test_x, test_y)`` directly (uint8 tensors),
     as the book's chapters do. With ``out=None`` nothing is written and the
-    summary includes the trained ``model``.
+    summary includes the trained ``model`` and the metric ``history``.
+    ``augment`` replaces the config's :class:`SimCLRAugment` (the book's
+    augmentation experiments, Fig. 5): one callable ``f(images, generator=g)``
+    for both views, or a pair, one per view (e.g. identity for one branch).
     """
     cfg.validate()
     info = D.setup(cfg.device)
@@ -308,8 +330,18 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     dev = info.device
     t_start = time.time()
 
-    # ---- data: decoded once, kept on the device as uint8
-    if data is None:
+    # ---- data: decoded once and kept on the device as uint8 (memory), or decoded per batch by
+    # DataLoader workers (stream); either way augmented on the device
+    stream = cfg.loader == "stream"
+    if stream:
+        if data is not None:
+            raise ConfigError("pretrain(data=...) passes decoded tensors; it cannot be combined with loader=stream")
+        decode = cfg.decode_size or round(cfg.image_size * 8 / 7)
+        train_ds = stream_dataset(cfg.data, True, decode, skip_bad=cfg.skip_bad_images)
+        test_ds = stream_dataset(cfg.data, False, decode, skip_bad=cfg.skip_bad_images, classes=train_ds.classes)
+        train_x, train_y = torch.arange(len(train_ds)), train_ds.labels   # indices into the datasets
+        test_x, test_y = torch.arange(len(test_ds)), test_ds.labels
+    elif data is None:
         train_x, train_y, classes = load_dataset(cfg.data, True, size=cfg.image_size, download=cfg.download,
                                                  skip_bad=cfg.skip_bad_images)
         test_x, test_y, _ = load_dataset(cfg.data, False, size=cfg.image_size, download=cfg.download,
@@ -327,7 +359,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if steps_per_epoch == 0:
         raise ConfigError(f"batch size {cfg.batch_size} is larger than the {n_train} training images; "
                           f"use --batch-size {max(2, n_train)} or less")
-    train_dev = train_x.to(dev)
+    train_dev = train_x.to(dev) if not stream else None
     total_steps = cfg.epochs * steps_per_epoch
 
     # ---- model, optimiser, schedule
@@ -346,7 +378,11 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dev.type == "cuda" else "off")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
-    augment = SimCLRAugment(cfg.image_size, strength=cfg.strength, blur=cfg.blur, scale=(cfg.min_scale, 1.0))
+    if augment is None:
+        augment = SimCLRAugment(cfg.image_size, strength=cfg.strength, blur=cfg.blur, scale=(cfg.min_scale, 1.0))
+    view_fns = tuple(augment) if isinstance(augment, Sequence) else (augment, augment)
+    if len(view_fns) != 2 or not all(callable(f) for f in view_fns):
+        raise ConfigError("augment must be one callable or a pair of callables (one per view)")
 
     # ---- resume
     start_epoch, start_step_in_epoch, step, wall_before = 0, 0, 0, 0.0
@@ -377,16 +413,17 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
             _, z = f(inp)
         z_a, z_b = z.float().chunk(2)
         if W > 1 and cfg.loss == "nt_xent":
-            loss = nt_xent(z_a, z_b, cfg.temperature, z_a_all=D.gather(z_a), z_b_all=D.gather(z_b),
-                           offset=info.rank * b_local)
+            loss = nt_xent(z_a, z_b, cfg.temperature, cfg.normalize, z_a_all=D.gather(z_a),
+                           z_b_all=D.gather(z_b), offset=info.rank * b_local)
         elif cfg.loss == "nt_xent":
-            loss = nt_xent(z_a, z_b, cfg.temperature)
+            loss = nt_xent(z_a, z_b, cfg.temperature, cfg.normalize)
+        elif cfg.loss == "margin_triplet":
+            loss = margin_triplet(z_a, z_b, cfg.margin, semi_hard=cfg.semi_hard)
         else:
-            loss = loss_fn(z_a, z_b, cfg.temperature)
+            loss = nt_logistic(z_a, z_b, cfg.temperature, semi_hard=cfg.semi_hard)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         return loss
-    loss_fn = LOSSES[cfg.loss]
     b_local = cfg.batch_size // W
     shards_local = shards // W
     b_shard = cfg.batch_size // shards
@@ -417,9 +454,28 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
             bank = torch.arange(n_train)
         else:  # a random subset: datasets are often stored class by class
             bank = subset_indices(n_train, cfg.knn_bank, cfg.seed + 2)
-        feats_tr = extract_features(model.encoder, train_x[bank], device=dev)
-        feats_te = extract_features(model.encoder, test_x, device=dev)
+        if stream:
+            feats_tr = _stream_features(model.encoder, train_ds, train_x[bank], cfg, dev)
+            feats_te = _stream_features(model.encoder, test_ds, test_x, cfg, dev)
+        else:
+            feats_tr = extract_features(model.encoder, train_x[bank], device=dev)
+            feats_te = extract_features(model.encoder, test_x, device=dev)
         return knn_accuracy(feats_tr, train_y[bank], feats_te, test_y, cfg.knn_k, cfg.knn_t)
+
+    def batches(epoch: int, s0: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """This rank's images of each step of an epoch (from step ``s0``), on the device, uint8."""
+        perm = epoch_permutation(n_train, cfg.seed, epoch)
+        rows = [perm[s * cfg.batch_size + info.rank * b_local:s * cfg.batch_size + (info.rank + 1) * b_local]
+                for s in range(s0, steps_per_epoch)]
+        if not stream:
+            for s, local in zip(range(s0, steps_per_epoch), rows):
+                yield s, train_dev[local.to(dev)]
+            return
+        loader = torch.utils.data.DataLoader(
+            train_ds, batch_sampler=[train_x[r].tolist() for r in rows], num_workers=cfg.workers,
+            pin_memory=dev.type == "cuda", prefetch_factor=4 if cfg.workers else None)
+        for s, (x, _) in zip(range(s0, steps_per_epoch), loader):
+            yield s, x.to(dev, non_blocking=True)
 
     metrics_path = out_dir / "metrics.jsonl" if out_dir is not None else None
     history: list[dict[str, Any]] = []
@@ -450,19 +506,15 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     model.train()
     with _Stop() as stop:
         for epoch in range(start_epoch, cfg.epochs):
-            perm = epoch_permutation(n_train, cfg.seed, epoch)
             t_epoch = time.time()
             s0 = start_step_in_epoch if epoch == start_epoch else 0
             if s0 == 0:
                 epoch_loss.zero_()
                 epoch_n = 0
-            for s in range(s0, steps_per_epoch):
-                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-                local = idx[info.rank * b_local:(info.rank + 1) * b_local].to(dev)
-                x = train_dev[local]
+            for s, x in batches(epoch, s0):
                 views = []
                 for v in range(2):
-                    parts = [augment(x[j * b_shard:(j + 1) * b_shard],
+                    parts = [view_fns[v](x[j * b_shard:(j + 1) * b_shard],
                                      generator=_generator(dev, cfg.seed, step, v, info.rank * shards_local + j))
                              for j in range(shards_local)]
                     views.append(torch.cat(parts))
@@ -562,6 +614,19 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         summary["model"] = model
         summary["history"] = history
     return summary
+
+
+@torch.no_grad()
+def _stream_features(encoder: torch.nn.Module, ds: ImageFolderStream, index: torch.Tensor, cfg: Config,
+                     dev: torch.device) -> torch.Tensor:
+    """h of the images ``index`` of a streamed dataset, centre-cropped to the training size."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, index.tolist()), batch_size=256,
+                                         num_workers=cfg.workers, pin_memory=dev.type == "cuda")
+    out = []
+    for x, _ in loader:
+        o = (x.shape[-1] - cfg.image_size) // 2
+        out.append(extract_features(encoder, x[..., o:o + cfg.image_size, o:o + cfg.image_size], device=dev))
+    return torch.cat(out)
 
 
 def describe_device(dev: torch.device) -> str:

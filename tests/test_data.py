@@ -194,3 +194,72 @@ def test_label_subset_is_class_balanced(fraction):
 def test_label_subset_rejects_bad_fraction():
     with pytest.raises(ValueError, match="label fraction"):
         label_subset(torch.zeros(10, dtype=torch.long), 0.0)
+
+
+# ------------------------------------------------------------ streaming loader (issue: ImageNet pipeline)
+def _mixed_tree(root: Path) -> Path:
+    """An ImageNet-like tree: images of mixed sizes and modes (RGB, grayscale, RGBA, CMYK JPEG), val/ split."""
+    rng = np.random.default_rng(0)
+    kinds = [("RGB", "JPEG", "jpg"), ("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("CMYK", "JPEG", "jpeg")]
+    for split, n in (("train", 8), ("val", 4)):
+        for c in range(2):
+            for i in range(n):
+                mode, fmt, ext = kinds[i % 4]
+                h, w = int(rng.integers(20, 60)), int(rng.integers(20, 60))
+                write_image(root / split / f"n0{c}" / f"{i}.{ext}", rng.integers(0, 255, (h, w, 3)), mode, fmt)
+    return root
+
+
+def test_stream_dataset_decodes_mixed_modes_and_sizes(tmp_path):
+    from simclr_lite.data import ImageFolderStream, stream_dataset
+    root = _mixed_tree(tmp_path / "in")
+    train = stream_dataset(root, True, size=24)
+    test = stream_dataset(root, False, size=24, classes=train.classes)  # ImageNet's val/ stands for test/
+    assert isinstance(train, ImageFolderStream) and test.folder.name == "val"
+    assert len(train) == 16 and len(test) == 8 and train.classes == ["n00", "n01"]
+    for i in range(len(train)):
+        x, y = train[i]
+        assert x.dtype == torch.uint8 and x.shape == (3, 24, 24) and y == int(train.labels[i])
+    # the same pixels as the in-memory loader (same decode)
+    xs, ys, _ = load_image_folder(root / "train", size=24, cache=False)
+    assert torch.equal(torch.stack([train[i][0] for i in range(len(train))]), xs)
+    assert torch.equal(train.labels, ys)
+
+
+def test_stream_dataset_in_dataloader_workers(tmp_path):
+    from simclr_lite.data import stream_dataset
+    ds = stream_dataset(_mixed_tree(tmp_path / "in"), True, size=16)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=[[0, 5, 9], [15, 1, 2]], num_workers=2)
+    batches = list(loader)
+    assert [b[0].shape for b in batches] == [(3, 3, 16, 16)] * 2
+    assert batches[1][1].tolist() == [int(ds.labels[i]) for i in (15, 1, 2)]
+
+
+def test_stream_dataset_bad_image(tmp_path):
+    from simclr_lite.data import stream_dataset
+    root = _mixed_tree(tmp_path / "in")
+    (root / "train" / "n01" / "2.png").write_bytes(b"\x89PNG not really")
+    ds = stream_dataset(root, True, size=16)
+    bad = ds.files.index(str(root / "train" / "n01" / "2.png"))
+    with pytest.raises(DataError, match="cannot decode image .*2.png.*--skip-bad-images"):
+        ds[bad]
+    ds = stream_dataset(root, True, size=16, skip_bad=True)
+    x, y = ds[bad]  # replaced by the next readable image, with that image's label
+    assert x.shape == (3, 16, 16) and ds.skipped == 1 and y == int(ds.labels[bad + 1])
+
+
+def test_stream_dataset_errors(tmp_path):
+    from simclr_lite.data import stream_dataset
+    with pytest.raises(DataError, match="does not exist"):
+        stream_dataset(tmp_path / "nope", True, size=16)
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="no class folders"):
+        stream_dataset(tmp_path / "empty", True, size=16)
+    with pytest.raises(DataError, match="no test/ folder.*or val/"):
+        stream_dataset(tmp_path / "empty", False, size=16)
+
+
+def test_load_dataset_reads_val_as_test(tmp_path):
+    root = _mixed_tree(tmp_path / "in")
+    x, y, classes = load_dataset(root, False, size=16)
+    assert x.shape == (8, 3, 16, 16) and classes == ["n00", "n01"]

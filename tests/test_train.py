@@ -134,3 +134,108 @@ def test_compile_failure_falls_back_to_eager(tiny_tree, monkeypatch, capsys):
     fallback = pretrain(tiny_cfg(tiny_tree, epochs=1, compile=True), None, progress=False)
     assert "torch.compile failed" in capsys.readouterr().err
     assert torch.equal(_weights(eager["model"]), _weights(fallback["model"]))
+
+
+def test_custom_augment_per_view_is_used(tiny_tree):
+    """``augment=(f_a, f_b)`` replaces SimCLRAugment, one callable per view (the book's Fig. 5 grid)."""
+    calls = {"a": 0, "b": 0}
+
+    def view(name):
+        def f(x, generator=None):
+            calls[name] += 1
+            return x.float().div(255)
+        return f
+    s = pretrain(tiny_cfg(tiny_tree, epochs=1, knn_every=0), progress=False, augment=(view("a"), view("b")))
+    assert calls["a"] == calls["b"] == s["steps"] > 0
+    assert [r for r in s["history"] if r["kind"] == "epoch"] and "model" in s
+    with pytest.raises(ConfigError, match="pair of callables"):
+        pretrain(tiny_cfg(tiny_tree, epochs=1), progress=False, augment=(view("a"),))
+
+
+@pytest.mark.parametrize("loss,extra", [("nt_xent", dict(normalize=False, temperature=10.0)),
+                                        ("nt_logistic", dict(semi_hard=True)),
+                                        ("margin_triplet", dict(semi_hard=True, margin=0.4)),
+                                        ("margin_triplet", dict(margin=0.4))])
+def test_loss_variants_of_tables_4_and_5_train(tiny_tree, loss, extra, monkeypatch):
+    """Config's loss / normalize / semi_hard / margin reach the loss function."""
+    import simclr_lite.train as T
+    seen = {}
+    for name in ("nt_xent", "nt_logistic", "margin_triplet"):
+        fn = getattr(T, name)
+
+        def spy(*a, _fn=fn, _name=name, **k):
+            seen[_name] = (a, k)
+            return _fn(*a, **k)
+        monkeypatch.setattr(T, name, spy)
+    s = pretrain(tiny_cfg(tiny_tree, epochs=1, knn_every=0, loss=loss, **extra), progress=False)
+    assert s["status"] == "completed" and list(seen) == [loss]
+    args, kwargs = seen[loss]
+    if loss == "nt_xent":
+        assert args[2:] == (10.0, False)
+    elif loss == "margin_triplet":
+        assert args[2] == 0.4 and kwargs["semi_hard"] == extra.get("semi_hard", False)
+    else:
+        assert kwargs["semi_hard"] is True
+
+
+def test_negative_margin_is_refused():
+    with pytest.raises(ConfigError, match="--margin must be >= 0"):
+        Config(margin=-1.0).validate()
+
+
+def _imagenet_like(root):
+    """A train/ + val/ tree of mixed sizes and modes (the streaming loader's input)."""
+    import numpy as np
+    from conftest import write_image
+    rng = np.random.default_rng(1)
+    kinds = [("RGB", "JPEG", "jpg"), ("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("CMYK", "JPEG", "jpg")]
+    for split, n in (("train", 24), ("val", 8)):
+        for c in range(2):
+            for i in range(n):
+                mode, fmt, ext = kinds[i % 4]
+                img = np.zeros((int(rng.integers(18, 40)), int(rng.integers(18, 40)), 3))
+                img[..., c] = 200
+                img += rng.normal(0, 30, img.shape)
+                write_image(root / split / f"n{c}" / f"{i}.{ext}", np.clip(img, 0, 255), mode, fmt)
+    return root
+
+
+def test_stream_loader_trains_resumes_exactly_and_evaluates(tmp_path):
+    """loader=stream: decoding in DataLoader workers, same training semantics as memory (resume is exact)."""
+    root = _imagenet_like(tmp_path / "in")
+    cfg = lambda **kw: tiny_cfg(root, loader="stream", workers=2, image_size=16, decode_size=18,  # noqa: E731
+                                epochs=2, batch_size=16, knn_every=0, **kw)
+    straight = pretrain(cfg(), tmp_path / "a", progress=False)
+    assert straight["status"] == "completed" and straight["steps"] == 6 and straight["test_images"] == 16
+    assert 0 <= straight["knn_top1"] <= 1
+    pretrain(cfg(time_limit=1e-9), tmp_path / "b", progress=False)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 1
+    pretrain(cfg(), tmp_path / "b", resume=True, progress=False)
+    a, _ = load_run(tmp_path / "a")
+    b, _ = load_run(tmp_path / "b")
+    assert torch.equal(_weights(a), _weights(b))
+    with pytest.raises(ConfigError, match="cannot be combined with loader=stream"):
+        pretrain(cfg(), progress=False, data=(torch.zeros(4, 3, 16, 16, dtype=torch.uint8),) * 4)
+    from simclr_lite.__main__ import main
+    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "knn", "--k", "5", "--device", "cpu"]) == 0
+    ev = json.loads((tmp_path / "a" / "eval.json").read_text())
+    assert ev["test_images"] == 16 and 0 <= ev["top1"] <= 1
+    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "finetune", "--device", "cpu"]) == 2
+
+
+def test_stream_and_memory_loaders_see_the_same_images_per_step(tmp_path, monkeypatch):
+    """With decode_size == image_size the two loaders feed identical uint8 batches in identical order."""
+    import simclr_lite.train as T
+    root = _imagenet_like(tmp_path / "in")
+    seen: dict[str, list] = {"memory": [], "stream": []}
+    real = T.SimCLRAugment.forward
+
+    def spy(self, x, generator=None):
+        seen[mode].append(x.clone())
+        return real(self, x, generator)
+    monkeypatch.setattr(T.SimCLRAugment, "forward", spy)
+    for mode in ("memory", "stream"):
+        pretrain(tiny_cfg(root, loader=mode, workers=0, image_size=16, decode_size=16, epochs=1,
+                          batch_size=16, knn_every=0), progress=False)
+    assert len(seen["memory"]) == len(seen["stream"]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(seen["memory"], seen["stream"]))
