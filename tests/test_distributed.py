@@ -414,6 +414,16 @@ def test_two_process_run_resumes_exactly(tree, runs, tmp_path):
     assert resumed == straight
 
 
+def test_two_processes_train_like_one_with_the_streaming_loader(tree, tmp_path):
+    """loader=stream (ImageNet): each rank's DataLoader workers decode its share; still equal to 1 process."""
+    stream = ("--loader", "stream", "--workers", "1")
+    _ok(torchrun(2, *tiny(tree, tmp_path / "ddp", *stream)))
+    _ok(cli(*tiny(tree, tmp_path / "single", *stream, "--aug-shards", "2", "--sync-bn", "on")))
+    diff = (_weights(tmp_path / "ddp") - _weights(tmp_path / "single")).abs().max().item()
+    assert diff <= ATOL_TRAIN, diff
+    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["config"]["loader"] == "stream"
+
+
 def test_uneven_batch_is_one_line_error_under_torchrun(tree, tmp_path):
     p = torchrun(2, *tiny(tree, tmp_path / "uneven", "--batch-size", "15"))
     assert p.returncode != 0
@@ -456,8 +466,9 @@ def test_imagenet_preset_pipeline_runs_and_checkpoints(tmp_path):
 
     data = _mixed_tree(tmp_path / "mini_imagenet")
     cfg = preset("imagenet-r50", data=str(data), image_size=64, arch="resnet10", width=0.125, batch_size=8,
-                 epochs=1, warmup_epochs=0, knn_k=3, knn_every=1, log_every=1, device="cpu", threads=1)
-    assert (cfg.cifar_stem, cfg.blur, cfg.strength) == (False, True, 1.0)
+                 epochs=1, warmup_epochs=0, knn_k=3, knn_every=1, log_every=1, device="cpu", threads=1,
+                 workers=2)
+    assert (cfg.cifar_stem, cfg.blur, cfg.strength, cfg.loader) == (False, True, 1.0, "stream")
     out = tmp_path / "run"
     summary = pretrain(cfg, out, progress=False)
     assert summary["status"] == "completed" and summary["steps"] == 2 and summary["train_images"] == 16
