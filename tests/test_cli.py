@@ -128,3 +128,12 @@ def test_output_folder_holds_another_run(trained, tree):
     before = (trained / "checkpoint.pt").read_bytes()
     one_line_error(cli("pretrain", "--data", str(tree), "--out", str(trained), *TINY), "already holds a run")
     assert (trained / "checkpoint.pt").read_bytes() == before
+
+
+def test_every_config_field_has_help_text():
+    import dataclasses
+
+    from simclr_lite.__main__ import _HELP
+    from simclr_lite.train import Config
+    missing = [f.name for f in dataclasses.fields(Config) if not _HELP.get(f.name)]
+    assert not missing, f"Config fields without --help text: {missing}"
