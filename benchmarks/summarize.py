@@ -101,6 +101,8 @@ def main() -> None:
     for f in files:
         try:
             r = json.loads(f.read_text())
+            if "benchmark" not in r:  # e.g. cifar10-cpu-quality.json: a quality result, not a benchmark
+                continue
             for row in rows_for(r):
                 print("| " + " | ".join(str(c).replace("|", "/") for c in row[:5]) + f" | `{row[5]}` |")
         except (KeyError, ValueError, TypeError) as e:
