@@ -9,6 +9,11 @@ bank = the 50,000 training images, queries = the 10,000 test images) of
 with the pretraining wall time, the device and the versions.
 
     python benchmarks/cpu_quality.py --data ../shared/datasets          # ~15 min on 2 CPU cores
+    python benchmarks/cpu_quality.py --data PATH --from-run runs/x       # baselines for a finished run
+
+``--from-run`` reads a run folder that ``python -m simclr_lite pretrain`` wrote
+(its run.json, metrics.jsonl and config.json) instead of pretraining again,
+and measures the two baselines for that run's architecture.
 """
 from __future__ import annotations
 
@@ -34,12 +39,16 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--run", default="runs/cpu-quality", help="run folder for the pretraining")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides")
+    ap.add_argument("--from-run", default=None, help="a finished pretrain run folder: report it, do not retrain")
     args = ap.parse_args()
     overrides = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
         overrides[k] = type(getattr(preset(args.preset), k))(v)
     cfg = preset(args.preset, data=args.data, **overrides)
+    if args.from_run:
+        from simclr_lite.train import Config
+        cfg = Config(**json.loads((Path(args.from_run) / "config.json").read_text()))
     xtr, ytr = load_cifar10(args.data, train=True)
     xte, yte = load_cifar10(args.data, train=False)
 
@@ -52,13 +61,18 @@ def main() -> int:
     rnd = knn_accuracy(extract_features(rand.encoder, xtr), ytr, extract_features(rand.encoder, xte), yte)
     print(f"random {cfg.arch} x{cfg.width}: kNN top-1 {rnd:.4f} ({time.time() - t:.0f} s)", flush=True)
 
-    run = Path(args.run)
-    if run.exists():
-        import shutil
-        shutil.rmtree(run)
-    t = time.time()
-    summary = pretrain(cfg, run, data=(xtr, ytr, xte, yte))
-    total = time.time() - t
+    if args.from_run:
+        run = Path(args.from_run)
+        summary = json.loads((run / "run.json").read_text())
+        total = summary["wall_time_s"]
+    else:
+        run = Path(args.run)
+        if run.exists():
+            import shutil
+            shutil.rmtree(run)
+        t = time.time()
+        summary = pretrain(cfg, run, data=(xtr, ytr, xte, yte))
+        total = time.time() - t
     pre_s = max(r["time_s"] for r in (json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines())
                 if r["kind"] == "epoch")
     print(f"SimCLR {args.preset}: kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.0f} epochs; "
@@ -67,7 +81,9 @@ def main() -> int:
            "preset": args.preset, "config": cfg.to_dict(), "device": describe_device(torch.device("cpu")),
            "torch": torch.__version__, "raw_pixels_top1": raw, "random_encoder_top1": rnd,
            "simclr_top1": summary["knn_top1"], "epochs": summary["epochs"],
-           "pretrain_wall_s": round(pre_s, 1), "pretrain_plus_final_knn_wall_s": round(total, 1)}
+           "pretrain_wall_s": round(pre_s, 1), "pretrain_plus_final_knn_wall_s": round(total, 1),
+           "pretrained_by": (f"python -m simclr_lite pretrain (run folder {args.from_run}, config above)"
+                             if args.from_run else "this script")}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"{args.preset}-quality.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0

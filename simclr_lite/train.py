@@ -150,10 +150,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cifar10-smoke": dict(arch="resnet10", width=0.125, stem_stride=2, epochs=2, batch_size=128,
                           lr=1.0, warmup_epochs=0, train_limit=2048, test_limit=512, knn_every=1,
                           log_every=4),
-    # 12 epochs of a quarter-width ResNet-18: 23.5 minutes on 2 CPU cores, kNN 52.6% (README, measured).
-    "cifar10-cpu": dict(arch="resnet18", width=0.25, stem_stride=2, epochs=12, batch_size=256,
+    # 17 epochs of a quarter-width ResNet-10: 13 minutes on 2 CPU cores, kNN 52.1% (README, measured;
+    # ResNet-18 x1/4 for 12 epochs reached 52.6% in 23.5 minutes).
+    "cifar10-cpu": dict(arch="resnet10", width=0.25, stem_stride=2, epochs=17, batch_size=256,
                         optimizer="lars", lr=1.5, temperature=0.2, min_scale=0.2, warmup_epochs=0.5,
-                        compile=True, knn_every=0, knn_bank=10000, log_every=20),
+                        compile=False, knn_every=0, knn_bank=10000, log_every=20),
     # The paper's CIFAR-10 settings on one GPU: ResNet-18, CIFAR stem, LARS, batch 512.
     "cifar10-gpu": dict(arch="resnet18", width=1.0, stem_stride=1, epochs=500, batch_size=512, lr=1.0,
                         temperature=0.5, warmup_epochs=10, knn_every=10, log_every=50),
