@@ -28,6 +28,14 @@ average is recorded before and after. Results go to
     python benchmarks/bench_distributed.py                    # CPU: 1 and 2 processes, about a minute
     python benchmarks/bench_distributed.py --also-local-bn    # and 2 processes with per-process BN
     python benchmarks/bench_distributed.py --nproc 1,2,4,8    # a machine with 8 GPUs (ResNet-50, 224 px)
+    python benchmarks/bench_distributed.py --loader stream --workers 8   # JPEG decoding in DataLoader workers
+
+``--loader stream`` measures the ImageNet pipeline instead of images held on
+the device: the driver writes a synthetic ImageFolder tree of JPEG files
+(``--source-size`` pixels, smooth noise so that they compress like photos)
+and each process decodes its share of every step in ``--workers`` DataLoader
+worker processes (``simclr_lite.data.ImageFolderStream``), then augments on
+its device.
 """
 from __future__ import annotations
 
@@ -70,6 +78,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="global BN (auto: on with more than one process); off shows what it costs")
     p.add_argument("--also-local-bn", action="store_true",
                    help="for N > 1 also time per-process BN (--sync-bn off): the cost of global BN")
+    p.add_argument("--loader", default="memory", choices=["memory", "stream"],
+                   help="memory: synthetic images on the device; stream: JPEG files decoded by DataLoader workers")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process (--loader stream)")
+    p.add_argument("--source-size", type=int, default=None,
+                   help="side of the synthetic JPEG files (--loader stream; default 1.5 x --image-size)")
+    p.add_argument("--data", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="results folder (default: $OUT, else benchmarks/results)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per launch")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -110,22 +124,24 @@ def worker(args: argparse.Namespace) -> None:
     train_x = torch.randint(0, 256, (n_train, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=g)
     train_y = torch.randint(0, 10, (n_train,), generator=g)
     test_x, test_y = train_x[:64].clone(), train_y[:64].clone()
+    stream = args.loader == "stream"
     cfg = Config(arch=args.arch, width=args.width, cifar_stem=bool(args.cifar_stem), stem_stride=args.stem_stride,
                  image_size=args.image_size, strength=args.strength, blur=bool(args.blur), epochs=1,
                  batch_size=args.per_proc_batch * world, optimizer="lars", lr=0.3, warmup_epochs=0,
                  temperature=0.1, knn_every=0, knn_k=5, log_every=args.warmup, device=args.device,
                  amp=args.amp, sync_bn=args.sync_bn, threads=args.threads if args.device == "cpu" else 0,
-                 seed=0)
+                 seed=0, loader=args.loader, workers=args.workers, data=args.data)
     if args.device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.reset_peak_memory_stats()
-    summary = pretrain(cfg, out=None, progress=False, data=(train_x, train_y, test_x, test_y))
+    summary = pretrain(cfg, out=None, progress=False,
+                       data=None if stream else (train_x, train_y, test_x, test_y))
     steps = [r for r in summary["history"] if r["kind"] == "step"]
     t = {r["step"]: r["time_s"] for r in steps}
     seconds = t[steps_total] - t[args.warmup]
     mine: dict[str, Any] = {"rank": int(os.environ.get("RANK", "0")), "peak_rss_mib": _rss_mib(),
                             "rss_at_start_mib": rss_start,
-                            "synthetic_data_mib": round(train_x.numel() / 2**20, 1)}  # held on the device
+                            "synthetic_data_mib": 0.0 if stream else round(train_x.numel() / 2**20, 1)}
     if args.device == "cuda":
         mine.update(peak_gpu_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     peak_gpu_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2))
@@ -143,13 +159,31 @@ def worker(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- driver
+def _jpeg_tree(root: Path, n: int, side: int) -> Path:
+    """``n`` training JPEGs (and 10 test ones) in 10 class folders: smooth noise, quality 90."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("test", 10)):
+        for i in range(count):
+            small = rng.integers(0, 256, (side // 8 + 1, side // 8 + 1, 3), dtype=np.uint8)
+            img = Image.fromarray(small).resize((side, side), Image.BILINEAR)
+            folder = root / split / f"c{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"{i:06d}.jpg", quality=90)
+    return root
+
+
 def launch(args: argparse.Namespace, nproc: int, result: Path) -> dict[str, Any]:
     forwarded = ["--device", args.device, "--arch", args.arch, "--width", str(args.width),
                  "--image-size", str(args.image_size), "--per-proc-batch", str(args.per_proc_batch),
                  "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
                  "--amp", args.amp, "--sync-bn", args.sync_bn, "--cifar-stem", str(int(args.cifar_stem)),
                  "--stem-stride", str(args.stem_stride), "--strength", str(args.strength),
-                 "--blur", str(int(args.blur))]
+                 "--blur", str(int(args.blur)), "--loader", args.loader, "--workers", str(args.workers)]
+    if args.loader == "stream":
+        forwarded += ["--data", str(args.data)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(Path(__file__).resolve()), "--worker", "--result", str(result), *forwarded]
     env = {**os.environ, "PYTHONPATH": str(C.REPO), "PYTHONUNBUFFERED": "1"}
@@ -187,8 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                     data="synthetic uint8 images on the device", scaling="weak: per-process batch fixed")
     if args.device == "cuda":
         settings.pop("threads")
+    if args.loader == "stream":
+        settings.update(data=f"synthetic JPEG tree ({args.source_size or round(1.5 * args.image_size)} px), decoded "
+                             f"by {args.workers} DataLoader workers per process", workers=args.workers)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.loader == "stream":
+            args.data = _jpeg_tree(Path(tmp) / "tree", args.per_proc_batch * max(counts) * (args.warmup + args.steps),
+                                   args.source_size or round(1.5 * args.image_size))
         runs = [(n, args.sync_bn) for n in counts]
         if args.also_local_bn:
             runs += [(n, "off") for n in counts if n > 1 and args.sync_bn != "off"]
@@ -213,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{r['nproc']} (sync BN {r['sync_bn']}) vs 1 process(es): x{speedup:.2f} images/s, "
                       f"scaling efficiency {speedup / r['nproc']:.0%}")
     info["load_average_1min_at_end"] = C.load_average()
-    C.write_result("distributed", device, {"what": " ".join(" ".join(__doc__.split("\n\n")[:4]).split()),
+    C.write_result("distributed" + ("-stream" if args.loader == "stream" else ""), device, {"what": " ".join(" ".join(__doc__.split("\n\n")[:4]).split()),
                                            "settings": settings, "results": results, "ratios": ratios},
                    out=args.out, machine_info=info)
     return 0
