@@ -3,7 +3,7 @@
 #
 #   OUT=/some/folder SIMCLR_DATA=/path/with/cifar10 bash benchmarks/gpu_all.sh
 #
-# OUT: where the results JSON files and gpu_all.log go (default benchmarks/results); 6 files.
+# OUT: where the results JSON files and gpu_all.log go (default benchmarks/results); 7 files.
 # SIMCLR_DATA: a folder with cifar10/train.tar.gz and test.tar.gz; default: data/ when
 #   data/cifar10/train.tar.gz exists (git-ignored; carry it to the GPU machine); without either the
 #   benchmarks use random uint8 images of CIFAR-10's shape and say so in the JSON.
@@ -80,6 +80,8 @@ run loss        $((90 * LIM)) benchmarks/bench_loss.py --device $DEV
 run knn_cpu     $((60 * LIM)) benchmarks/bench_knn.py --device cpu
 run knn_gpu     $((30 * LIM)) benchmarks/bench_knn.py --device $DEV
 run train_step  $((240 * LIM)) benchmarks/bench_train_step.py --device $DEV ${EXTRA[@]+"${EXTRA[@]}"}
+# the ImageNet pipeline: JPEG files decoded by 8 DataLoader workers, ResNet-50 at 224 px, one GPU
+run stream      $((150 * LIM)) benchmarks/bench_distributed.py --device $DEV --loader stream --workers 8 --nproc 1
 
 echo; echo "=== summary ($(( $(date +%s) - T0 )) s in all; results in $OUT) ==="
 "$PY" benchmarks/summarize.py "$OUT"
