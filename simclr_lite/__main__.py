@@ -168,10 +168,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import label_subset, load_dataset, stream_dataset
+    from .data import label_subset, load_dataset
     from .distributed import resolve_device
     from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
-    from .train import _stream_features, describe_device, load_run, subset_indices
+    from .train import _stream_features, describe_device, load_run, stream_datasets, subset_indices
 
     run = Path(args.run)
     dev = resolve_device(args.device)
@@ -182,9 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.protocol == "finetune":
             raise ConfigError("--protocol finetune reads decoded images into memory; a --loader stream run "
                               "(ImageNet) supports --protocol knn or linear")
-        decode = cfg.decode_size or round(cfg.image_size * 8 / 7)
-        train_ds = stream_dataset(data, True, decode, skip_bad=cfg.skip_bad_images)
-        test_ds = stream_dataset(data, False, decode, skip_bad=cfg.skip_bad_images, classes=train_ds.classes)
+        train_ds, test_ds = stream_datasets(cfg, data)
         xtr, ytr = torch.arange(len(train_ds)), train_ds.labels
         xte, yte = torch.arange(len(test_ds)), test_ds.labels
     else:

@@ -16,7 +16,6 @@ that every chapter reports its budget, device and wall time the same way.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import time
@@ -135,8 +134,3 @@ class Stopwatch:
     def __str__(self) -> str:
         s = self.seconds
         return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def budget_fields() -> list[str]:
-    """Names of the :class:`Budget` fields (for the chapters' tables)."""
-    return [f.name for f in dataclasses.fields(Budget)]

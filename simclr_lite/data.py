@@ -100,15 +100,27 @@ def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
     return arr
 
 
-def _walk_folder(folder: Path) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (class, name, bytes) for every file of an ImageFolder tree."""
+def _list_folder(folder: Path) -> list[tuple[str, Path]]:
+    """(class, path) for every file of an ImageFolder tree, classes and files in sorted order."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in {folder}; expected {folder}/<class>/<image> (ImageFolder layout)")
-    for c in classes:
-        for f in sorted((folder / c).rglob("*")):
-            if f.is_file() and not f.name.startswith("."):
-                yield c, str(f), f.read_bytes()
+    return [(c, f) for c in classes for f in sorted((folder / c).rglob("*"))
+            if f.is_file() and not f.name.startswith(".")]
+
+
+def _walk_folder(folder: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (class, name, bytes) for every file of an ImageFolder tree."""
+    for c, f in _list_folder(folder):
+        yield c, str(f), f.read_bytes()
+
+
+def _decode_file(data: bytes, name: str, size: int | None) -> np.ndarray:
+    """:func:`decode_image`, after refusing a file that is neither named nor shaped like an image."""
+    if not name.lower().endswith(IMAGE_EXTENSIONS) and not _looks_like_image(data):
+        raise DataError(f"{name} is not an image file; move it out of the dataset folder "
+                        f"(or pass --skip-bad-images)")
+    return decode_image(data, name, size)
 
 
 def _walk_tar(archive: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
@@ -146,10 +158,7 @@ def decode_items(items: Iterable[tuple[str, str, bytes]], size: int | None = Non
     shape = None
     for cls, name, data in items:
         try:
-            if not name.lower().endswith(IMAGE_EXTENSIONS) and not _looks_like_image(data):
-                raise DataError(f"{name} is not an image file; move it out of the dataset folder "
-                                f"(or pass --skip-bad-images)")
-            arr = decode_image(data, name, size)
+            arr = _decode_file(data, name, size)
         except DataError:
             if skip_bad:
                 skipped += 1
@@ -363,24 +372,17 @@ class ImageFolderStream(torch.utils.data.Dataset):
         if not self.folder.is_dir():
             raise DataError(f"{self.folder} is not a folder; --loader stream reads an ImageFolder tree "
                             f"<root>/<split>/<class>/<image> (extract archives first)")
-        found = sorted(d.name for d in self.folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not found:
-            raise DataError(f"no class folders in {self.folder}; expected {self.folder}/<class>/<image>")
+        items = _list_folder(self.folder)
+        found = sorted({c for c, _ in items})
         self.classes = list(classes) if classes is not None else found
         unknown = set(found) - set(self.classes)
         if unknown:
             raise DataError(f"classes {sorted(unknown)} in {self.folder} are not in the training classes")
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.files: list[str] = []
-        labels: list[int] = []
-        for c in found:
-            for f in sorted((self.folder / c).rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
-                    self.files.append(str(f))
-                    labels.append(index[c])
-        if not self.files:
+        if not items:
             raise DataError(f"{self.folder} holds no files; put images in {self.folder}/<class>/<image>")
-        self.labels = torch.tensor(labels, dtype=torch.int64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.files = [str(f) for _, f in items]
+        self.labels = torch.tensor([index[c] for c, _ in items], dtype=torch.int64)
         self.size = size
         self.skip_bad = skip_bad
         self.skipped = 0
@@ -396,10 +398,7 @@ class ImageFolderStream(torch.utils.data.Dataset):
         except OSError as e:
             raise DataError(f"cannot read image {name}: {e.strerror}; check the file "
                             f"(or pass --skip-bad-images)") from None
-        if not name.lower().endswith(IMAGE_EXTENSIONS) and not _looks_like_image(data):
-            raise DataError(f"{name} is not an image file; move it out of the dataset folder "
-                            f"(or pass --skip-bad-images)")
-        return decode_image(data, name, self.size)
+        return _decode_file(data, name, self.size)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         for k in range(len(self.files)):

@@ -67,18 +67,20 @@ def _views(z_a: Tensor, z_b: Tensor, normalize: bool) -> Tensor:
 
 
 def _similarity(z_a: Tensor, z_b: Tensor, normalize: bool,
-                z_a_all: Tensor | None = None, z_b_all: Tensor | None = None) -> Tensor:
-    """``(2N, 2N_global)`` similarities of the local views with all views.
+                z_a_all: Tensor | None = None, z_b_all: Tensor | None = None, scale: float = 1.0) -> Tensor:
+    """``(2N, 2N_global)`` similarities of the local views with all views, times ``scale``.
 
     Precision: the inputs are cast to float32 *before* normalising and the matmul
     runs with autocast disabled. The matmul costs ``4 N^2 d`` FLOPs, negligible
     next to the encoder, while a bfloat16 similarity (8-bit mantissa, error ~4e-3)
-    divided by tau = 0.1 would shift the logits by ~0.04.
+    divided by tau = 0.1 would shift the logits by ~0.04. ``scale`` (1/tau for
+    logits) multiplies the ``(2N, d)`` anchors, not the ``(2N, 2N)`` product:
+    one small multiply instead of a large division (benchmarks/bench_loss.py).
     """
     anchors = _views(z_a, z_b, normalize)
     cands = anchors if z_a_all is None else _views(z_a_all, z_b_all, normalize)
     with _autocast_off(anchors.device):
-        return anchors @ cands.T
+        return (anchors * scale if scale != 1.0 else anchors) @ cands.T
 
 
 def _logits(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool,
@@ -88,13 +90,7 @@ def _logits(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool,
     the column of each anchor's positive, and the column of each anchor itself."""
     n = z_a.shape[0]
     n_all = n if z_a_all is None else z_a_all.shape[0]
-    anchors = _views(z_a, z_b, normalize)
-    cands = anchors if z_a_all is None else _views(z_a_all, z_b_all, normalize)
-    with _autocast_off(anchors.device):  # float32 similarities, as in _similarity
-        # 1/tau folded into the (2N, d) anchors: one small multiply instead of a (2N, 2N) division
-        # (benchmarks/bench_loss.py measured this and the in-place mask below: 1.28-1.47x -> 1.03-1.20x
-        # of the matmul + cross-entropy bound on a CPU)
-        logits = (anchors * (1.0 / temperature)) @ cands.T
+    logits = _similarity(z_a, z_b, normalize, z_a_all, z_b_all, scale=1.0 / temperature)
     local = torch.arange(n, device=logits.device) + offset
     self_cols = torch.cat([local, local + n_all])     # view a at [0, N_all), view b after
     pos_cols = torch.cat([local + n_all, local])      # (i + N) mod 2N for a single batch

@@ -117,8 +117,9 @@ class Config:
         for name in ("image_size", "proj_dim", "stem_stride", "log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("train_limit", "test_limit", "warmup_epochs", "workers", "decode_size", "weight_decay", "momentum", "knn_every",
-                     "knn_bank", "threads", "checkpoint_every", "time_limit", "nan_check_every"):
+        for name in ("train_limit", "test_limit", "warmup_epochs", "workers", "decode_size", "weight_decay",
+                     "momentum", "knn_every", "knn_bank", "threads", "checkpoint_every", "time_limit",
+                     "nan_check_every"):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.margin >= 0:
@@ -337,9 +338,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if stream:
         if data is not None:
             raise ConfigError("pretrain(data=...) passes decoded tensors; it cannot be combined with loader=stream")
-        decode = cfg.decode_size or round(cfg.image_size * 8 / 7)
-        train_ds = stream_dataset(cfg.data, True, decode, skip_bad=cfg.skip_bad_images)
-        test_ds = stream_dataset(cfg.data, False, decode, skip_bad=cfg.skip_bad_images, classes=train_ds.classes)
+        train_ds, test_ds = stream_datasets(cfg)
         train_x, train_y = torch.arange(len(train_ds)), train_ds.labels   # indices into the datasets
         test_x, test_y = torch.arange(len(test_ds)), test_ds.labels
     elif data is None:
@@ -615,6 +614,16 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         summary["model"] = model
         summary["history"] = history
     return summary
+
+
+def stream_datasets(cfg: Config, data: str | os.PathLike | None = None,
+                    ) -> tuple[ImageFolderStream, ImageFolderStream]:
+    """The train and test splits of ``data`` (default ``cfg.data``) as read by ``loader=stream``."""
+    decode = cfg.decode_size or round(cfg.image_size * 8 / 7)
+    root = cfg.data if data is None else data
+    train_ds = stream_dataset(root, True, decode, skip_bad=cfg.skip_bad_images)
+    test_ds = stream_dataset(root, False, decode, skip_bad=cfg.skip_bad_images, classes=train_ds.classes)
+    return train_ds, test_ds
 
 
 @torch.no_grad()

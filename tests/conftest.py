@@ -49,6 +49,26 @@ def make_tree(root: Path, classes: int = 3, per_class: int = 24, size: int = 16,
     return root
 
 
+# One image of each mode in turn: RGB JPEG, grayscale PNG, RGBA PNG, CMYK JPEG.
+MIXED_KINDS = (("RGB", "JPEG", "jpg"), ("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("CMYK", "JPEG", "jpeg"))
+
+
+def mixed_mode_tree(root: Path, train_per_class: int, test_per_class: int, test_split: str = "val",
+                    sizes: tuple[int, int] = (20, 60), seed: int = 0) -> Path:
+    """An ImageNet-like tree of 2 classes (``n00``, ``n01``): ``train/`` and ``test_split/`` (ImageNet's
+    ``val/`` by default), images ``<i>.<ext>`` of random sizes in ``sizes`` and the modes of
+    :data:`MIXED_KINDS` in turn, each coloured by its class so that a kNN can tell them apart."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train_per_class), (test_split, test_per_class)):
+        for c in range(2):
+            for i in range(n):
+                mode, fmt, ext = MIXED_KINDS[i % len(MIXED_KINDS)]
+                img = rng.normal(0, 30, (int(rng.integers(*sizes)), int(rng.integers(*sizes)), 3))
+                img[..., 2 * c] += 200
+                write_image(root / split / f"n0{c}" / f"{i}.{ext}", np.clip(img, 0, 255), mode, fmt)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session caches decoded arrays in its own folder, never in data/."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -157,43 +155,48 @@ def _real_errors(logs: list[dict]) -> list[str]:
     return out
 
 
+def _page_problems(driver, doc: str, served_book: str, built_book: Path) -> list[str]:
+    """Open one page and list what is wrong with it (the checks of the browser test)."""
+    driver.get(f"{served_book}/{doc}.html")
+    title = driver.title
+    if "404" in title or "not found" in title.lower():
+        return [f"{doc}: page missing ({title})"]
+    problems: list[str] = []
+    broken = driver.execute_script(
+        "return Array.from(document.images)"
+        ".filter(i => i.complete && i.naturalWidth === 0 && !/^https?:\\/\\/(?!127)/.test(i.src))"
+        ".map(i => i.src)")
+    problems += [f"{doc}: broken image {src}" for src in broken]
+    text = driver.execute_script("return document.body.innerText")
+    if "Traceback (most recent call last)" in text:
+        problems.append(f"{doc}: a Python traceback is shown")
+    if re.search(r"\b\w+Error: ", driver.execute_script(
+            "return Array.from(document.querySelectorAll('.output, .cell_output'))"
+            ".map(e => e.innerText).join('\\n')") or ""):
+        problems.append(f"{doc}: an output shows a Python error")
+    problems += [f"{doc}: console error: {m}" for m in _real_errors(driver.get_log("browser"))]
+    links = driver.execute_script(
+        "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
+        ".filter(h => h.startsWith(location.origin))")
+    for href in links:
+        path = href.split("#", 1)[0].split("?", 1)[0][len(served_book) + 1:]
+        if path and not (built_book / path).exists():
+            problems.append(f"{doc}: link to missing page {path}")
+    return problems
+
+
 def test_pages_in_headless_chromium(served_book: str, built_book: Path):
     driver = _browser()
     problems: list[str] = []
     try:
         for doc in toc_files():
-            url = f"{served_book}/{doc}.html"
-            driver.get(url)
-            title = driver.title
-            if "404" in title or "not found" in title.lower():
-                problems.append(f"{doc}: page missing ({title})")
-                continue
-            broken = driver.execute_script(
-                "return Array.from(document.images)"
-                ".filter(i => i.complete && i.naturalWidth === 0 && !/^https?:\\/\\/(?!127)/.test(i.src))"
-                ".map(i => i.src)")
-            problems += [f"{doc}: broken image {src}" for src in broken]
-            text = driver.execute_script("return document.body.innerText")
-            if "Traceback (most recent call last)" in text:
-                problems.append(f"{doc}: a Python traceback is shown")
-            if re.search(r"\b\w+Error: ", driver.execute_script(
-                    "return Array.from(document.querySelectorAll('.output, .cell_output'))"
-                    ".map(e => e.innerText).join('\\n')") or ""):
-                problems.append(f"{doc}: an output shows a Python error")
-            problems += [f"{doc}: console error: {m}" for m in _real_errors(driver.get_log("browser"))]
-            links = driver.execute_script(
-                "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
-                ".filter(h => h.startsWith(location.origin))")
-            for href in links:
-                path = href.split("#", 1)[0].split("?", 1)[0][len(served_book) + 1:]
-                if path and not (built_book / path).exists():
-                    problems.append(f"{doc}: link to missing page {path}")
+            problems += _page_problems(driver, doc, served_book, built_book)
     finally:
         driver.quit()
     assert not problems, "\n".join(sorted(set(problems)))
 
 
-def test_browser_test_catches_a_traceback(served_book: str, built_book: Path, tmp_path: Path):
+def test_browser_test_catches_a_traceback(served_book: str, built_book: Path):
     """The checks above can fail: a page with a traceback and a broken image is reported."""
     bad = built_book / "_bad_page.html"
     bad.write_text("<html><head><title>bad</title></head><body><div class='output'>"
@@ -201,14 +204,10 @@ def test_browser_test_catches_a_traceback(served_book: str, built_book: Path, tm
                    "<img src='missing.png'><script>console.error('boom')</script></body></html>")
     driver = _browser()
     try:
-        driver.get(f"{served_book}/_bad_page.html")
-        text = driver.execute_script("return document.body.innerText")
-        broken = driver.execute_script(
-            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0).length")
-        errors = _real_errors(driver.get_log("browser"))
+        problems = _page_problems(driver, "_bad_page", served_book, built_book)
     finally:
         driver.quit()
         bad.unlink()
-    assert "Traceback (most recent call last)" in text
-    assert broken == 1
-    assert any("boom" in e for e in errors)
+    assert "_bad_page: a Python traceback is shown" in problems
+    assert len([p for p in problems if "broken image" in p]) == 1
+    assert any("console error" in p and "boom" in p for p in problems)

@@ -14,7 +14,7 @@ from simclr_lite.data import (CIFAR10_CLASSES, data_root, label_subset, load_cif
                               load_image_folder)
 from simclr_lite.errors import DataError
 
-from conftest import class_image, make_tree, real_cifar_root, write_image
+from conftest import class_image, make_tree, mixed_mode_tree, real_cifar_root, write_image
 
 
 def test_data_root_precedence(monkeypatch, tmp_path):
@@ -198,16 +198,7 @@ def test_label_subset_rejects_bad_fraction():
 
 # ------------------------------------------------------------ streaming loader (issue: ImageNet pipeline)
 def _mixed_tree(root: Path) -> Path:
-    """An ImageNet-like tree: images of mixed sizes and modes (RGB, grayscale, RGBA, CMYK JPEG), val/ split."""
-    rng = np.random.default_rng(0)
-    kinds = [("RGB", "JPEG", "jpg"), ("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("CMYK", "JPEG", "jpeg")]
-    for split, n in (("train", 8), ("val", 4)):
-        for c in range(2):
-            for i in range(n):
-                mode, fmt, ext = kinds[i % 4]
-                h, w = int(rng.integers(20, 60)), int(rng.integers(20, 60))
-                write_image(root / split / f"n0{c}" / f"{i}.{ext}", rng.integers(0, 255, (h, w, 3)), mode, fmt)
-    return root
+    return mixed_mode_tree(root, train_per_class=8, test_per_class=4)
 
 
 def test_stream_dataset_decodes_mixed_modes_and_sizes(tmp_path):

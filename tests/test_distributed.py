@@ -37,7 +37,7 @@ from simclr_lite.errors import ConfigError
 from simclr_lite.losses import nt_xent
 from simclr_lite.optim import scaled_lr, warmup_cosine
 
-from conftest import make_tree, write_image
+from conftest import make_tree, mixed_mode_tree
 
 # simclr_lite.train (which imports torchvision) is imported inside the tests that need it, so that the
 # spawned gloo processes, which import this module, start quickly.
@@ -451,17 +451,8 @@ def test_imagenet_preset_lr_is_4_8():
 
 
 def _mixed_tree(root: Path) -> Path:
-    """2 classes; sizes and modes vary: RGB PNG, grayscale JPEG, RGBA PNG, CMYK JPEG."""
-    kinds = [((80, 60), "RGB", "PNG", "png"), ((50, 90), "L", "JPEG", "jpg"),
-             ((70, 70), "RGBA", "PNG", "png"), ((96, 72), "CMYK", "JPEG", "jpg")]
-    rng = np.random.default_rng(0)
-    for split, per in (("train", 2), ("test", 1)):
-        for c in range(2):
-            for i in range(per * len(kinds)):
-                (w, h), mode, fmt, ext = kinds[i % len(kinds)]
-                rgb = rng.integers(0, 255, (h, w, 3)) * 0.5 + np.array([200 * (c == 0), 0, 200 * (c == 1)]) * 0.5
-                write_image(root / split / f"c{c}" / f"{i:02d}.{ext}", rgb, mode=mode, fmt=fmt)
-    return root
+    """2 classes; sizes and modes vary (RGB and CMYK JPEG, grayscale and RGBA PNG); a test/ split."""
+    return mixed_mode_tree(root, train_per_class=8, test_per_class=4, test_split="test", sizes=(50, 97))
 
 
 def test_imagenet_preset_pipeline_runs_and_checkpoints(tmp_path):

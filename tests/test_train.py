@@ -10,7 +10,7 @@ from simclr_lite.checkpoint import load_checkpoint
 from simclr_lite.errors import ConfigError, TrainingError
 from simclr_lite.train import PRESETS, Config, epoch_permutation, load_run, preset, pretrain
 
-from conftest import real_cifar_root
+from conftest import mixed_mode_tree, real_cifar_root
 
 
 def tiny_cfg(tree, **kw) -> Config:
@@ -185,19 +185,7 @@ def test_negative_margin_is_refused():
 
 def _imagenet_like(root):
     """A train/ + val/ tree of mixed sizes and modes (the streaming loader's input)."""
-    import numpy as np
-    from conftest import write_image
-    rng = np.random.default_rng(1)
-    kinds = [("RGB", "JPEG", "jpg"), ("L", "PNG", "png"), ("RGBA", "PNG", "png"), ("CMYK", "JPEG", "jpg")]
-    for split, n in (("train", 24), ("val", 8)):
-        for c in range(2):
-            for i in range(n):
-                mode, fmt, ext = kinds[i % 4]
-                img = np.zeros((int(rng.integers(18, 40)), int(rng.integers(18, 40)), 3))
-                img[..., c] = 200
-                img += rng.normal(0, 30, img.shape)
-                write_image(root / split / f"n{c}" / f"{i}.{ext}", np.clip(img, 0, 255), mode, fmt)
-    return root
+    return mixed_mode_tree(root, train_per_class=24, test_per_class=8, sizes=(18, 40), seed=1)
 
 
 def test_stream_loader_trains_resumes_exactly_and_evaluates(tmp_path):
