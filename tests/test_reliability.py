@@ -274,13 +274,25 @@ def assert_same_run(out: Path, reference: Path) -> None:
     assert not list(out.glob(".*tmp*")), list(out.glob(".*tmp*"))  # no temp file left behind
 
 
-def wait_for_lines(child: Child, out: Path, n: int, timeout: float = 180) -> None:
+def wait_for_lines(child: Child, out: Path, n: int, timeout: float = 180) -> float:
+    """Wait until metrics.jsonl has ``n`` lines; return the mean seconds between the lines seen
+    arriving (0.02 when only one arrived), so a caller can sleep a fraction of one step."""
     deadline = time.monotonic() + timeout
     path = out / "metrics.jsonl"
-    while not (path.exists() and len(path.read_text().splitlines()) >= n):
+    seen: list[float] = []  # when each new line count was first observed
+    count = -1
+    while True:
+        lines = len(path.read_text().splitlines()) if path.exists() else 0
+        if lines != count:
+            count = lines
+            if lines:
+                seen.append(time.monotonic())
+        if lines >= n:
+            break
         assert child.poll() is None, f"the run ended (rc {child.rc}) before line {n}: {child.err[-2000:]}"
         assert time.monotonic() < deadline, f"no line {n} of metrics.jsonl after {timeout} s"
-        time.sleep(0.01)
+        time.sleep(0.005)
+    return (seen[-1] - seen[0]) / (len(seen) - 1) if len(seen) > 1 else 0.02
 
 
 def resume_to_end(tree: Path, out: Path, logs: Path) -> Child:
@@ -298,8 +310,10 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tree, reference, tmp_pat
     for attempt in range(2):
         argv = ["pretrain", "--data", str(tree), "--out", str(out), *RUN]
         child = spawn(argv + (["--resume"] if (out / "config.json").exists() else []), tmp_path / f"log{attempt}")
-        wait_for_lines(child, out, rng.randint(1 + 5 * attempt, 5 + 5 * attempt))
-        time.sleep(rng.uniform(0, 0.3))
+        interval = wait_for_lines(child, out, rng.randint(1 + 5 * attempt, 5 + 5 * attempt))
+        # a random moment within the next step: at least 2 more lines remain, so the run cannot end
+        # first however fast the machine is (a fixed 0-0.3 s let a fast CI machine finish the run)
+        time.sleep(rng.uniform(0, 1) * interval)
         child.kill()
         assert child.rc == -signal.SIGKILL, child.err
     resume_to_end(tree, out, tmp_path / "log_end")
