@@ -56,7 +56,8 @@ def main() -> int:
     raw = knn_accuracy(raw_pixel_features(xtr), ytr, raw_pixel_features(xte), yte)
     print(f"raw pixels: kNN top-1 {raw:.4f} ({time.time() - t:.0f} s)", flush=True)
     torch.manual_seed(cfg.seed)
-    rand = build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride)
+    rand = build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
+                        cfg.proj_hidden)
     t = time.time()
     rnd = knn_accuracy(extract_features(rand.encoder, xtr), ytr, extract_features(rand.encoder, xte), yte)
     print(f"random {cfg.arch} x{cfg.width}: kNN top-1 {rnd:.4f} ({time.time() - t:.0f} s)", flush=True)
@@ -75,7 +76,7 @@ def main() -> int:
         total = time.time() - t
     pre_s = max(r["time_s"] for r in (json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines())
                 if r["kind"] == "epoch")
-    print(f"SimCLR {args.preset}: kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.0f} epochs; "
+    print(f"SimCLR {args.preset}: kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.1f} epochs; "
           f"pretraining {pre_s:.0f} s, with the final kNN {total:.0f} s", flush=True)
     out = {"what": "kNN top-1 (k=200, cosine, temperature 0.1) on CIFAR-10 (JPEG copy) test, bank = 50k train",
            "preset": args.preset, "config": cfg.to_dict(), "device": describe_device(torch.device("cpu")),

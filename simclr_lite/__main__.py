@@ -41,6 +41,7 @@ _HELP = {  # one line per Config field, shown by --help
     "stem_stride": "stride of the CIFAR stem's conv (2: 4x less compute, lower accuracy)",
     "head": "projection head g: none, linear or nonlinear (Fig. 8)",
     "proj_dim": "output size of the projection head",
+    "proj_hidden": "hidden width of the nonlinear projection head (0: the size of h, as the paper)",
     "strength": "colour distortion strength s (Appendix A; 0.5 for CIFAR-10)",
     "blur": "Gaussian blur augmentation (ImageNet)",
     "min_scale": "smallest random-crop area fraction",
@@ -73,6 +74,8 @@ _HELP = {  # one line per Config field, shown by --help
     "threads": "CPU threads for PyTorch (0: default)",
     "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
     "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",
+    "time_budget": "minutes: anneal the learning rate to 0 by then, stop and evaluate (budgeted training; "
+                   "epochs become an upper bound; 0: the schedule follows epochs alone)",
     "nan_check_every": "steps between checks for a NaN/inf loss (0: every step on CPU, every --log-every steps on GPU)",
 }
 

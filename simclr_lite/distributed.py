@@ -15,7 +15,7 @@ engine (``torch.distributed``; launched by ``torchrun``):
 - :func:`convert_global_bn` swaps every BatchNorm for synchronised batch norm:
   ``torch.nn.SyncBatchNorm`` on GPUs, :class:`GlobalBatchNorm` (the same
   computation with differentiable all-reduces, which gloo supports) on CPUs.
-- :func:`any_rank` and :func:`all_mean` let every rank take the same decision
+- :func:`all_max` and :func:`all_mean` let every rank take the same decision
   (stop on a preemption signal) and log the same, global, loss.
 
 Gradient bookkeeping (why the factors below are right): each rank r computes
@@ -217,18 +217,20 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def any_rank(*flags: bool, device: torch.device | None = None) -> tuple[bool, ...]:
-    """Each flag OR-ed over all ranks (one all-reduce), so that every rank takes the same decision.
+def all_max(*values: float, device: torch.device | None = None) -> tuple[float, ...]:
+    """Each value's maximum over all ranks (one all-reduce); bools come back as bools.
 
     Used each step for "a preemption signal or the time limit was hit on some
-    rank": all ranks then checkpoint and stop at the same step instead of some
-    waiting forever in the next collective. Identity when alone.
+    rank" (every rank then checkpoints and stops at the same step instead of
+    some waiting forever in the next collective) and for the time budget's
+    clock (every rank anneals the learning rate by the same elapsed time).
+    Identity when alone.
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tuple(bool(f) for f in flags)
-    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device or _collective_device())
+        return values
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device or _collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return tuple(bool(v) for v in t.tolist())
+    return tuple(bool(r) if isinstance(v, bool) else r for v, r in zip(values, t.tolist()))
 
 
 def all_mean(x: torch.Tensor) -> torch.Tensor:

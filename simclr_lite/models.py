@@ -119,10 +119,14 @@ class SimCLR(nn.Module):
 
 
 def build_simclr(arch: str = "resnet18", width: float = 1.0, cifar_stem: bool = True,
-                 head: str = "nonlinear", proj_dim: int = 128, stem_stride: int = 1) -> SimCLR:
-    """Encoder plus head from config values (see :class:`simclr_lite.train.Config`)."""
+                 head: str = "nonlinear", proj_dim: int = 128, stem_stride: int = 1,
+                 proj_hidden: int = 0) -> SimCLR:
+    """Encoder plus head from config values (see :class:`simclr_lite.train.Config`).
+
+    ``proj_hidden``: hidden width of the nonlinear head (0: h's size, the paper's choice).
+    """
     enc = Encoder(arch, width, cifar_stem, stem_stride)
-    return SimCLR(enc, projection_head(head, enc.feat_dim, proj_dim))
+    return SimCLR(enc, projection_head(head, enc.feat_dim, proj_dim, proj_hidden or None))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -103,15 +103,18 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str = "linear") -> float
     raise ConfigError(f"unknown lr scaling {scaling!r}; choose linear, sqrt or none")
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, at_least: float = 0.0) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based).
 
     Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine decay to 0 at
     ``total_steps`` without restarts (Sec. B.1). Applied per step.
+    ``at_least`` (in [0, 1]) moves the decay's progress forward to at least that
+    fraction: ``Config.time_budget`` passes the fraction of the time budget used,
+    so the schedule ends when the budget does (budgeted training).
     """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = max(at_least, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from simclr_lite.checkpoint import load_checkpoint
-from simclr_lite.distributed import (GlobalBatchNorm, all_mean, any_rank, convert_global_bn, gather,
+from simclr_lite.distributed import (GlobalBatchNorm, all_max, all_mean, convert_global_bn, gather,
                                      resolve_device)
 from simclr_lite.errors import ConfigError
 from simclr_lite.losses import nt_xent
@@ -136,7 +136,7 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
         (y1 * d["bn1d_up"][rows]).sum().backward()
         res.update(bn1_y=y1.detach(), bn1_gx=x1.grad)
         # decisions and logged numbers shared by all ranks
-        res.update(any_rank=torch.tensor(any_rank(rank == world - 1, False)),
+        res.update(all_max=torch.tensor(all_max(rank == world - 1, False, float(rank))),
                    all_mean=all_mean(torch.tensor(float(rank))))
         torch.save(res, Path(out) / f"rank{rank}.pt")
     finally:
@@ -277,7 +277,7 @@ def test_global_batch_norm_equals_batch_norm_over_the_global_batch(ranks):
 def test_ranks_agree_on_stop_flags_and_mean_loss(ranks):
     world, res = ranks
     for r in res:
-        assert r["any_rank"].tolist() == [True, False]       # a flag set on one rank only reaches every rank
+        assert r["all_max"].tolist() == [1.0, 0.0, world - 1]  # a flag set on one rank only reaches every rank
         assert float(r["all_mean"]) == pytest.approx((world - 1) / 2)
 
 

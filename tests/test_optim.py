@@ -114,6 +114,17 @@ def test_warmup_cosine():
     assert vals[100] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_warmup_cosine_moved_forward_by_a_time_budget():
+    """``at_least`` (the fraction of a time budget used) can only move the decay forward."""
+    total, warm = 100, 10
+    assert warmup_cosine(5, total, warm, at_least=0.9) == warmup_cosine(5, total, warm)   # warmup untouched
+    assert warmup_cosine(20, total, warm, at_least=0.0) == warmup_cosine(20, total, warm)
+    assert warmup_cosine(20, total, warm, at_least=0.5) == pytest.approx(0.5)          # cos at half-way
+    assert warmup_cosine(80, total, warm, at_least=0.5) == warmup_cosine(80, total, warm)  # steps ahead
+    assert warmup_cosine(20, total, warm, at_least=1.0) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(20, total, warm, at_least=3.0) == pytest.approx(0.0, abs=1e-12)  # past the end: 0
+
+
 def test_bad_values():
     from simclr_lite.errors import ConfigError
     with pytest.raises(ConfigError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -42,6 +43,49 @@ def test_smoke_pretrain_lowers_loss_and_checkpoints(tiny_tree, tmp_path):
     assert cfg.arch == "resnet10"
     h, z = model(torch.rand(2, 3, 16, 16))
     assert h.shape == (2, 64)
+
+
+class _FakeClock:
+    """``time.time`` for train.py: one simulated second per call (a deterministic wall clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1e9
+
+    def time(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_time_budget_ends_the_schedule_and_the_run(tiny_tree, tmp_path, monkeypatch):
+    """time_budget: the learning rate reaches 0 when the budget is used up, then the run stops and evaluates."""
+    import simclr_lite.train as train_mod
+    monkeypatch.setattr(train_mod, "time", _FakeClock())
+    out = tmp_path / "run"
+    summary = pretrain(tiny_cfg(tiny_tree, epochs=50, warmup_epochs=0, time_budget=0.5), out, progress=False)
+    assert summary["status"] == "time_budget" and 1 < summary["steps"] < 50 * 3
+    assert summary["wall_time_s"] >= 30 and 0.0 <= summary["knn_top1"] <= 1.0
+    steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    peak = 0.5 * 24 / 256                                   # lr x B / 256
+    mult = [r["lr"] / peak for r in steps if r["kind"] == "step"]
+    assert all(a >= b for a, b in zip(mult, mult[1:])) and mult[0] > 0.9 and mult[-1] == pytest.approx(0, abs=1e-9)
+    # far ahead of the steps' own cosine over 50 epochs: the budget, not the epochs, set the decay
+    mid = len(mult) // 2
+    assert mult[mid] < 0.75 < 0.5 * (1 + math.cos(math.pi * (mid + 1) / (50 * 3)))
+    last = steps[-1]
+    assert last["kind"] == "epoch" and last["knn_top1"] == summary["knn_top1"]
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == summary["steps"]
+    assert json.loads((out / "run.json").read_text())["status"] == "time_budget"
+
+
+def test_time_budget_never_reached_changes_nothing(tiny_tree, tmp_path):
+    """With a budget far beyond the run, the schedule (and so the weights) are those of the epochs."""
+    a = pretrain(tiny_cfg(tiny_tree, epochs=2, warmup_epochs=1), tmp_path / "a", progress=False)
+    b = pretrain(tiny_cfg(tiny_tree, epochs=2, warmup_epochs=1, time_budget=1e6), tmp_path / "b", progress=False)
+    assert b["status"] == "completed" and b["steps"] == a["steps"] == 6
+    wa, _ = load_run(tmp_path / "a")
+    wb, _ = load_run(tmp_path / "b")
+    assert torch.allclose(_weights(wa), _weights(wb), atol=1e-5)
 
 
 def test_resume_continues_exactly(tiny_tree, tmp_path):
