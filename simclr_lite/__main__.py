@@ -75,7 +75,8 @@ _HELP = {  # one line per Config field, shown by --help
     "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
     "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",
     "time_budget": "minutes: anneal the learning rate to 0 by then, stop and evaluate (budgeted training; "
-                   "epochs become an upper bound; 0: the schedule follows epochs alone)",
+                   "epochs become an upper bound; 0: the schedule follows epochs alone; cifar10-cpu sets "
+                   "14.5, which --epochs without --time-budget turns off)",
     "nan_check_every": "steps between checks for a NaN/inf loss (0: every step on CPU, every --log-every steps on GPU)",
 }
 
@@ -156,6 +157,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise ConfigError(f"{out / 'config.json'} is not a simclr_lite config ({type(e).__name__}: "
                               f"{str(e)[:120]}); choose another --out") from None
     else:
+        if "epochs" in overrides and "time_budget" not in overrides:
+            overrides["time_budget"] = 0.0  # --epochs given: train them all (a preset's time budget is off)
         cfg = preset(args.preset, **overrides)
     try:
         summary = pretrain(cfg, out, resume=args.resume, progress=not args.no_progress)

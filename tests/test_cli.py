@@ -137,3 +137,19 @@ def test_every_config_field_has_help_text():
     from simclr_lite.train import Config
     missing = [f.name for f in dataclasses.fields(Config) if not _HELP.get(f.name)]
     assert not missing, f"Config fields without --help text: {missing}"
+
+
+@pytest.mark.parametrize("extra, budget", [([], 14.5), (["--epochs", "3"], 0.0),
+                                           (["--epochs", "3", "--time-budget", "2"], 2.0)])
+def test_explicit_epochs_turn_the_presets_time_budget_off(monkeypatch, tmp_path, extra, budget):
+    """`--preset cifar10-cpu` trains for 14.5 minutes; `--epochs N` alone means N epochs, all of them."""
+    from simclr_lite import __main__ as cli_main
+    from simclr_lite import train
+    seen = {}
+
+    def fake_pretrain(cfg, out, resume=False, progress=True):
+        seen["cfg"] = cfg
+        return {}
+    monkeypatch.setattr(train, "pretrain", fake_pretrain)
+    assert cli_main.main(["pretrain", "--preset", "cifar10-cpu", "--out", str(tmp_path / "r"), *extra]) == 0
+    assert seen["cfg"].time_budget == budget
