@@ -60,6 +60,18 @@ def is_vm() -> bool:
         return False
 
 
+def epoch_lines(run: Path) -> list[dict[str, Any]]:
+    """The per-epoch lines of a pretraining run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "epoch"]
+
+
+def training_seconds(run: Path) -> float:
+    """Wall time a pretraining run spent training: the last epoch line's ``time_s`` (taken before the
+    final kNN evaluation)."""
+    return max(r["time_s"] for r in epoch_lines(run))
+
+
 def load_average() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common as C  # noqa: E402
 from simclr_lite.data import load_cifar10  # noqa: E402
 from simclr_lite.evaluate import extract_features, knn_accuracy, raw_pixel_features  # noqa: E402
-from simclr_lite.models import build_simclr  # noqa: E402
-from simclr_lite.train import describe_device, preset, pretrain  # noqa: E402
+from simclr_lite.train import build_model, describe_device, preset, pretrain  # noqa: E402
 
 
 def main() -> int:
@@ -56,8 +56,7 @@ def main() -> int:
     raw = knn_accuracy(raw_pixel_features(xtr), ytr, raw_pixel_features(xte), yte)
     print(f"raw pixels: kNN top-1 {raw:.4f} ({time.time() - t:.0f} s)", flush=True)
     torch.manual_seed(cfg.seed)
-    rand = build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
-                        cfg.proj_hidden)
+    rand = build_model(cfg)
     t = time.time()
     rnd = knn_accuracy(extract_features(rand.encoder, xtr), ytr, extract_features(rand.encoder, xte), yte)
     print(f"random {cfg.arch} x{cfg.width}: kNN top-1 {rnd:.4f} ({time.time() - t:.0f} s)", flush=True)
@@ -74,8 +73,7 @@ def main() -> int:
         t = time.time()
         summary = pretrain(cfg, run, data=(xtr, ytr, xte, yte))
         total = time.time() - t
-    pre_s = max(r["time_s"] for r in (json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines())
-                if r["kind"] == "epoch")
+    pre_s = C.training_seconds(run)
     print(f"SimCLR {args.preset}: kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.1f} epochs; "
           f"pretraining {pre_s:.0f} s, with the final kNN {total:.0f} s", flush=True)
     out = {"what": "kNN top-1 (k=200, cosine, temperature 0.1) on CIFAR-10 (JPEG copy) test, bank = 50k train",

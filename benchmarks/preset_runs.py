@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _common as C  # noqa: E402
 from simclr_lite.train import Config, preset  # noqa: E402
 
 IGNORED = {"data", "log_every", "device", "knn_every", "checkpoint_every", "nan_check_every"}
@@ -29,12 +30,13 @@ IGNORED = {"data", "log_every", "device", "knn_every", "checkpoint_every", "nan_
 def describe(run: Path, now: dict) -> dict:
     cfg = {**Config().to_dict(), **json.loads((run / "config.json").read_text())}  # older runs lack new fields
     summary = json.loads((run / "run.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    train_s = max(r["time_s"] for r in rows if r["kind"] == "epoch")
+    train_s = C.training_seconds(run)
+    epoch_s = [r["epoch_time_s"] for r in C.epoch_lines(run) if "epoch_time_s" in r]
     diff = {k: v for k, v in cfg.items() if k not in IGNORED and now.get(k, v) != v}
     return {"run": str(run), "differs_from_preset": diff, "status": summary["status"],
             "epochs": round(summary["epochs"], 2), "knn_top1": summary["knn_top1"],
             "train_wall_s": train_s, "wall_with_final_knn_s": summary["wall_time_s"],
+            "epoch_time_s_min_max": [min(epoch_s), max(epoch_s)],
             "threads": cfg.get("threads", 0) or "default", "device": summary["device"],
             "torch": summary["torch"]}
 

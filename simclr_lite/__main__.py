@@ -157,8 +157,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise ConfigError(f"{out / 'config.json'} is not a simclr_lite config ({type(e).__name__}: "
                               f"{str(e)[:120]}); choose another --out") from None
     else:
-        if "epochs" in overrides and "time_budget" not in overrides:
-            overrides["time_budget"] = 0.0  # --epochs given: train them all (a preset's time budget is off)
         cfg = preset(args.preset, **overrides)
     try:
         summary = pretrain(cfg, out, resume=args.resume, progress=not args.no_progress)

@@ -53,11 +53,11 @@ class Budget:
         paper's B.9 settings) for ``gpu``.
         """
         base = "cifar10-gpu" if self.name == "gpu" else "cifar10-cpu"
-        # the chapters' runs: a fixed number of epochs (no time budget: reproducible step for step),
-        # eager, the paper's head
+        # the chapters' runs: a fixed number of epochs (so no time budget: reproducible step for
+        # step), eager, the paper's head
         fields = dict(arch=self.arch, width=self.width, stem_stride=self.stem_stride,
                       batch_size=self.batch_size, epochs=self.epochs, device=self.device,
-                      knn_every=0, compile=False, log_every=10, time_budget=0, proj_hidden=0)
+                      knn_every=0, compile=False, log_every=10, proj_hidden=0)
         if self.name == "smoke":
             fields.update(warmup_epochs=0)
         fields.update(overrides)

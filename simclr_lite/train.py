@@ -187,14 +187,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> Config:
-    """A :class:`Config` from a preset name plus field overrides."""
+    """A :class:`Config` from a preset name plus field overrides.
+
+    Explicit ``epochs`` without ``time_budget`` means those epochs, all of them:
+    the preset's time budget (``cifar10-cpu``) is then off.
+    """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(Config)}
     bad = set(overrides) - fields
     if bad:
         raise ConfigError(f"unknown config field(s) {sorted(bad)}")
+    if "epochs" in overrides and "time_budget" not in overrides:
+        overrides = {**overrides, "time_budget": 0.0}
     return Config(**{**PRESETS[name], **overrides})
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    """The :class:`~simclr_lite.models.SimCLR` network (f and g) that ``cfg`` describes, freshly initialised."""
+    return build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
+                        cfg.proj_hidden)
 
 
 # Fields that define what a run computes: resuming with a different value would mix two runs.
@@ -370,8 +382,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
 
     # ---- model, optimiser, schedule
     torch.manual_seed(cfg.seed)
-    model = build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
-                         cfg.proj_hidden)
+    model = build_model(cfg)
     use_sync_bn = cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and W > 1)
     if use_sync_bn and W > 1:
         model = D.convert_global_bn(model, dev)
@@ -554,7 +565,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                     stop.signal is not None, bool(cfg.time_limit and elapsed > cfg.time_limit * 60),
                     elapsed if budget_s else 0.0, device=dev)
                 clock["time_fraction"] = elapsed / budget_s if budget_s else 0.0
-                out_of_budget = budget_s and elapsed >= budget_s
+                out_of_budget = bool(budget_s) and elapsed >= budget_s
                 sched.step()
                 step += 1
                 loss_sum += loss.detach()
@@ -589,7 +600,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                     break
             else:
                 # ---- end of epoch: monitor, log, checkpoint
-                last = epoch + 1 == cfg.epochs or bool(out_of_budget)
+                last = epoch + 1 == cfg.epochs or out_of_budget
                 rec = {"kind": "epoch", "step": step, "epoch": epoch + 1,
                        "loss": (D.all_mean(epoch_loss) / max(1, epoch_n)).item(),
                        "lr": sched.get_last_lr()[0], "epoch_time_s": round(time.time() - t_epoch, 2),
@@ -672,8 +683,7 @@ def load_run(out: str | os.PathLike, device: str | torch.device = "cpu") -> tupl
     out = Path(out)
     ckpt = load_checkpoint(out / "checkpoint.pt")
     cfg = Config(**json.loads(ckpt["config"]))
-    model = build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
-                         cfg.proj_hidden)
+    model = build_model(cfg)
     state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ckpt["model"].items()}
     load_model_state(model, state, str(out / "checkpoint.pt"))
     return model.to(device).eval(), cfg
