@@ -20,12 +20,12 @@ it also times one ResNet-18 (CIFAR stem) training step at the same batch
 10%), and a PROPOSED variant (random draws first, then one
 ``torch.compile``'d pure function; not in the package).
 
-Result on 2 cores of an AMD EPYC (KVM; load ~1.5), B = 512, 1024 views:
-SimCLRAugment 128 ms (2 threads) / 156 ms (1 thread); torchvision per image
-1.06 s in 2 DataLoader workers (8.3x; target 10x missed) and 1.65 s in one
-process (12.9x; 10.6x per core); lightly (PIL) 0.66 s in 2 workers (5.1x);
-kornia batched 0.25 s (1.9x; target missed); statistics equal (all |z| <=
-0.5 over 2048 views). GPU figures: benchmarks/README.md.
+Result on 2 cores of an AMD EPYC (KVM; load ~1.0), B = 512, 1024 views:
+SimCLRAugment 86 ms (2 threads) / 109 ms (1 thread); torchvision per image
+1.12 s in 2 DataLoader workers (13.1x; 10.3x in the run before it: target
+10x met) and 1.11 s in one process; lightly (PIL) 0.47 s in 2 workers
+(5.4x); kornia batched 0.24 s (2.8x; target missed); statistics equal (all
+|z| <= 0.5 over 2048 views). GPU figures: benchmarks/README.md.
 
 Writes ``benchmarks/results/augment-<device-slug>.json``.
 

@@ -209,7 +209,7 @@ def rgb_to_gray(x: Tensor) -> Tensor:
     Book: chapter 2, book/02_augmentations.ipynb.
     """
     r, g, b = x.unbind(dim=1)
-    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
+    return (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2]).unsqueeze(1)
 
 
 def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
@@ -257,12 +257,15 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     maxc, minc = x.amax(dim=1), x.amin(dim=1)
     chroma = maxc - minc
     safe = torch.where(chroma == 0, 1.0, chroma)
-    # hue (in sixths) for max = r, g, b: (g - b)/c, 2 + (b - r)/c, 4 + (r - g)/c
-    cand = (x[:, [1, 2, 0]] - x[:, [2, 0, 1]]) / safe.unsqueeze(1)
-    h6 = torch.where(maxc == r, cand[:, 0], torch.where(maxc == g, 2.0 + cand[:, 1], 4.0 + cand[:, 2]))
+    # hue (in sixths) for max = r, g, b: (g - b)/c, 2 + (b - r)/c, 4 + (r - g)/c; one division for all three
+    is_r, is_g = maxc == r, maxc == g
+    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0)) + 6.0 * shift.view(-1, 1, 1)
+    h6 = torch.addcdiv(offset, num, safe)                              # hue + shift, in sixths
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + (h6 + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1), 6.0)
-    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    return torch.addcmul(maxc.unsqueeze(1), chroma.unsqueeze(1), torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0),
+                         value=-1.0)
 
 
 def _jitter_range(name: str, value: float | Sequence[float], center: float,
@@ -316,23 +319,26 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
         gray = rgb_to_gray(x)
         to_mean = torch.where(step == 1, (1.0 - f) * gray.mean(dim=(1, 2, 3)), 0.0)
         to_gray = torch.where(step == 2, 1.0 - f, 0.0)
-        x = torch.addcmul(_per_image(to_mean), _per_image(f), x).add_(_per_image(to_gray) * gray).clamp_(0.0, 1.0)
-        if ranges[3] != (0.0, 0.0):
-            x = _apply_where(step == 3, lambda imgs, idx: adjust_hue(imgs, shift[idx]), x)
+        target = torch.addcmul(_per_image(to_mean), _per_image(to_gray), gray)   # (B, 1, H, W), two passes
+        x = torch.addcmul(target, _per_image(f), x).clamp_(0.0, 1.0)             # instead of four
+        if ranges[3] != (0.0, 0.0):  # x is a new tensor here: the hue may be written into it in place
+            x = _apply_where(step == 3, lambda imgs, idx: adjust_hue(imgs, shift[idx]), x, inplace=True)
     return x
 
 
-def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Tensor:
+def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                 inplace: bool = False) -> Tensor:
     """``fn`` applied to the images where ``mask`` is true, others unchanged.
 
     On CPU only those images are computed (indexing is free there); on other
     devices ``fn`` runs on the whole batch and ``torch.where`` picks, because
     indexing by a mask would wait for the device (a host sync).
     ``fn(images, index)`` gets the chosen images and their batch indices.
+    ``inplace``: on CPU write the results into ``x`` (for a tensor the caller owns).
     """
     if x.device.type == "cpu":
         idx = mask.nonzero().squeeze(1)
-        return x.index_copy(0, idx, fn(x[idx], idx))
+        return (x.index_copy_ if inplace else x.index_copy)(0, idx, fn(x[idx], idx))
     return torch.where(_per_image(mask), fn(x, torch.arange(x.shape[0], device=x.device)), x)
 
 
@@ -343,8 +349,12 @@ def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | Non
     """
     _check_images(x)
     _check_p(p)
+    return _random_grayscale(x, p, generator)
+
+
+def _random_grayscale(x: Tensor, p: float, generator: torch.Generator | None, inplace: bool = False) -> Tensor:
     gray = _coin(p, x.shape[0], x.device, generator)
-    return torch.where(_per_image(gray), rgb_to_gray(x).expand_as(x), x)
+    return _apply_where(gray, lambda imgs, idx: rgb_to_gray(imgs).expand_as(imgs), x, inplace=inplace)
 
 
 def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
@@ -360,7 +370,7 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
         raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
     s = strength
     x = color_jitter(x, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8, generator=generator)
-    return random_grayscale(x, p=0.2, generator=generator)
+    return _random_grayscale(x, 0.2, generator, inplace=True)  # color_jitter's output is a new tensor
 
 
 def color_drop(x: Tensor) -> Tensor:
@@ -560,7 +570,7 @@ class SimCLRAugment(torch.nn.Module):
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
         if images.dtype == torch.uint8:
-            x = images.float() / 255.0
+            x = images.float().div_(255.0)
         elif images.is_floating_point():
             x = images.float()
         else:

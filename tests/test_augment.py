@@ -383,6 +383,20 @@ def test_operators_of_fig5(name, device):
         assert not torch.equal(out, op(x, gen(1, device)))
 
 
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_inputs_are_never_modified(p):
+    """Some steps write into tensors in place (on CPU); never into the caller's."""
+    x = rand_images(16)
+    keep = x.clone()
+    A.color_jitter(x, 0.4, 0.4, 0.4, 0.1, p=p, generator=gen())
+    A.random_grayscale(x, p=p, generator=gen())
+    A.color_distortion(x, 1.0, generator=gen())
+    A.SimCLRAugment(32, blur=True)(x, generator=gen())
+    for op in A.OPERATORS.values():
+        op(x, gen())
+    assert torch.equal(x, keep)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_stays_on_device_with_default_rng(device):
     imgs = smooth_images(4).to(device)
