@@ -422,6 +422,10 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if out_dir is not None and info.is_main:
         _write_json(out_dir / "config.json", cfg.to_dict())
 
+    def wall_s() -> float:
+        """Training wall time so far, including the runs this one resumes."""
+        return wall_before + time.time() - t_start
+
     net: torch.nn.Module = model
     if W > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -469,7 +473,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                      "step_in_epoch": step_in_epoch, "step": step, "rng": rng_state(),
                      "config": json.dumps(cfg.to_dict()), "epoch_loss": [e_loss, epoch_n],
                      "window_loss": [w_loss, n_loss],
-                     "wall_time_s": wall_before + time.time() - t_start}, out_dir / "checkpoint.pt")
+                     "wall_time_s": wall_s()}, out_dir / "checkpoint.pt")
 
     def monitor(final: bool) -> float:
         if final or not cfg.knn_bank or cfg.knn_bank >= n_train:
@@ -556,7 +560,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 scaler.update()
                 # one collective per step: a preemption signal, the time limit or the time budget on
                 # any rank stops every rank at the same step, and all ranks share the budget's clock
-                elapsed = wall_before + time.time() - t_start
+                elapsed = wall_s()
                 signalled, over_time, elapsed = D.all_max(
                     stop.signal is not None, bool(cfg.time_limit and elapsed > cfg.time_limit * 60),
                     elapsed if budget_s else 0.0, device=dev)
@@ -573,7 +577,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 if step % cfg.log_every == 0:
                     rec = {"kind": "step", "step": step, "epoch": epoch + (s + 1) / steps_per_epoch,
                            "loss": (D.all_mean(loss_sum) / n_loss).item(), "lr": sched.get_last_lr()[0],
-                           "time_s": round(wall_before + time.time() - t_start, 2)}
+                           "time_s": round(wall_s(), 2)}
                     log(rec)
                     loss_sum.zero_()
                     n_loss = 0
@@ -600,7 +604,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 rec = {"kind": "epoch", "step": step, "epoch": epoch + 1,
                        "loss": (D.all_mean(epoch_loss) / max(1, epoch_n)).item(),
                        "lr": sched.get_last_lr()[0], "epoch_time_s": round(time.time() - t_epoch, 2),
-                       "time_s": round(wall_before + time.time() - t_start, 2)}
+                       "time_s": round(wall_s(), 2)}
                 if info.is_main and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
                     knn = monitor(final=last)
                     rec["knn_top1"] = knn
@@ -625,13 +629,13 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if status == "completed" and knn is None and start_epoch == cfg.epochs and info.is_main:
         knn = monitor(final=True)  # resumed after the last checkpoint (killed before run.json was written)
     if stopped_mid_epoch and info.is_main:
-        t_stop = round(wall_before + time.time() - t_start, 2)   # training time, like the epoch lines
+        t_stop = round(wall_s(), 2)   # training time, like the epoch lines
         knn = monitor(final=True)
         log({"kind": "epoch", "step": step, "epoch": step / steps_per_epoch, "knn_top1": knn,
              "knn_bank": n_train, "time_s": t_stop})
     summary = {
         "status": status, "steps": step, "epochs": step / steps_per_epoch, "knn_top1": knn,
-        "wall_time_s": round(wall_before + time.time() - t_start, 2),
+        "wall_time_s": round(wall_s(), 2),
         "device": describe_device(dev), "world_size": W, "torch": torch.__version__,
         "python": platform.python_version(), "train_images": n_train, "test_images": len(test_x),
         "config": cfg.to_dict(),
