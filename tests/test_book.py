@@ -87,6 +87,36 @@ def test_stored_outputs_come_from_a_cpu_or_larger_run(nb: Path):
     assert _budget_line(nb) in ("cpu", "gpu"), f"{nb.name}: stored outputs must come from the cpu or gpu budget"
 
 
+def _config_model_calls(source: str) -> list[str]:
+    """Every ``build_simclr(cfg.arch, ...)`` call in a cell's source, arguments included."""
+    calls = []
+    for m in re.finditer(r"build_simclr\(cfg\.arch", source):
+        depth, j = 0, m.end() - len("cfg.arch") - 1
+        for j in range(j, len(source)):
+            depth += {"(": 1, ")": -1}.get(source[j], 0)
+            if depth == 0:
+                break
+        calls.append(source[m.start():j + 1])
+    return calls
+
+
+def test_config_model_calls_find_calls_across_lines():
+    src = "n = build_simclr(cfg.arch, f(cfg.width),\n   cfg.stem_stride)\nm = build_simclr(\"resnet18\")"
+    assert _config_model_calls(src) == ["build_simclr(cfg.arch, f(cfg.width),\n   cfg.stem_stride)"]
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapters_build_the_model_their_config_describes(nb: Path):
+    """A chapter that builds a network from a Config passes every architecture field (as train.build_model
+    does), so a reader who changes one in the budget gets that network, e.g. the preset's wider head."""
+    fields = ("cfg.arch", "cfg.width", "cfg.cifar_stem", "cfg.head", "cfg.proj_dim", "cfg.stem_stride",
+              "cfg.proj_hidden")
+    for cell in nbformat.read(nb, as_version=4).cells:
+        for call in _config_model_calls(cell.source) if cell.cell_type == "code" else []:
+            missing = [f for f in fields if f not in call]
+            assert not missing, f"{nb.name}: {call!r} leaves out {missing}; pass them or use train.build_model(cfg)"
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
     """``jupyter-book build`` of the whole book into a temporary folder, warnings as errors."""
