@@ -15,8 +15,11 @@ Memory: on a GPU, ``torch.cuda.max_memory_allocated`` above the inputs; on
 a CPU, the peak RSS growth (VmHWM, reset first) of one forward + backward in
 a fresh subprocess.
 
-Result on 2 cores of an AMD EPYC (KVM): see benchmarks/README.md (the
-latest run's table). Before the change: ours / lightly 0.57-0.74x, ours /
+Result on 2 cores of an AMD EPYC (KVM; load ~1.2), ``--sizes
+256,512,1024,2048,4096,8192 --memory-n 8192``: ours / lightly 0.44-0.55x
+(N = 8192: 7.4 s vs 16.8 s), ours / bound 1.00-1.16x, peak memory at
+N = 8192 3,103 MiB vs lightly's 4,302 MiB (bound 3,087 MiB): all three
+targets met (benchmarks/README.md). Before the change: ours / lightly 0.57-0.74x, ours /
 bound 1.28-1.47x, while the then-proposed variant (now the package's) ran at
 1.03-1.20x of the bound.
 
@@ -185,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sizes", default=None, help="N, pairs per batch (default: 256,...,8192 on a GPU; "
-                    "256,...,2048 on a CPU, where one fwd+bwd at N=8192 takes ~20 s on 2 cores)")
+                    "256,...,2048 on a CPU, where one fwd+bwd at N=8192 takes 7-17 s on 2 cores)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--memory-n", type=int, default=None,
                     help="N at which peak memory is compared (default: 8192 on a GPU, 2048 on a CPU)")
