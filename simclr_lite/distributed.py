@@ -15,6 +15,8 @@ engine (``torch.distributed``; launched by ``torchrun``):
 - :func:`convert_global_bn` swaps every BatchNorm for synchronised batch norm:
   ``torch.nn.SyncBatchNorm`` on GPUs, :class:`GlobalBatchNorm` (the same
   computation with differentiable all-reduces, which gloo supports) on CPUs.
+- :func:`wrap_ddp` wraps the model in ``DistributedDataParallel`` (gradients
+  averaged over ranks, no per-forward buffer broadcast).
 - :func:`all_max` and :func:`all_mean` let every rank take the same decision
   (stop on a preemption signal) and log the same, global, loss.
 
@@ -32,6 +34,7 @@ Book: chapter 7 (``book/07_scaling_up.ipynb``); chapter 5 shows why global BN ma
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -208,6 +211,21 @@ def convert_global_bn(module: nn.Module, device: torch.device) -> nn.Module:
     for name, child in module.named_children():
         out.add_module(name, convert_global_bn(child, device))
     return out
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in ``DistributedDataParallel``, which averages parameter gradients over the ranks.
+
+    Buffers are not broadcast from rank 0 at every forward: with global BN the
+    running statistics are already equal on every rank, and with local BN
+    (``sync_bn=off``) each rank keeps its own (rank 0's are saved). torch >= 2.13
+    calls this ``forward_sync_buffers=False`` and warns on every rank for the
+    older ``broadcast_buffers=False``, which is passed only to older versions.
+    """
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def _collective_device() -> torch.device:

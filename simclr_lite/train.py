@@ -428,8 +428,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
 
     net: torch.nn.Module = model
     if W > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+        net = D.wrap_ddp(model, dev)
     fwd = torch.compile(net) if cfg.compile else net
     compile_pending = cfg.compile
 

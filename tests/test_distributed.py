@@ -32,7 +32,7 @@ from torch import nn
 
 from simclr_lite.checkpoint import load_checkpoint
 from simclr_lite.distributed import (GlobalBatchNorm, all_max, all_mean, convert_global_bn, gather,
-                                     resolve_device)
+                                     resolve_device, wrap_ddp)
 from simclr_lite.errors import ConfigError
 from simclr_lite.losses import nt_xent
 from simclr_lite.optim import scaled_lr, warmup_cosine
@@ -291,6 +291,26 @@ def test_each_process_needs_its_own_gpu(monkeypatch):
     assert resolve_device("auto", local_rank=3) == torch.device("cpu")
     with pytest.raises(ConfigError, match="no GPU is visible"):
         resolve_device("cuda")
+
+
+def test_wrap_ddp_skips_the_buffer_broadcast_without_a_warning(tmp_path):
+    """One gloo process: DDP without a per-forward buffer broadcast, and none of torch's deprecation warnings
+    (torch >= 2.13 warns on every rank for ``broadcast_buffers=False``)."""
+    import warnings
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ddp = wrap_ddp(model, torch.device("cpu"))
+        assert isinstance(ddp, nn.parallel.DistributedDataParallel) and ddp.module is model
+        assert not ddp.will_sync_module_buffers()                      # the BN buffers stay as they are
+        assert not [str(w.message) for w in caught if "buffers" in str(w.message)]
+        ddp(torch.randn(8, 4)).sum().backward()                        # and it trains
+        assert model[0].weight.grad is not None
+    finally:
+        dist.destroy_process_group()
 
 
 def test_convert_global_bn_keeps_parameters_and_mode():
