@@ -66,6 +66,7 @@ _HELP = {  # one line per Config field, shown by --help
     "seed": "random seed (data order, augmentations, initialisation)",
     "device": "auto, cpu, cuda or cuda:N",
     "amp": "mixed precision: auto (bf16 on GPU), off, bf16 or fp16",
+    "dtype": "float32, or float64 for exactness checks on a CPU (1 and 2 processes then agree to ~1e-12)",
     "channels_last": "channels-last memory format",
     "compile": "torch.compile the model",
     "sync_bn": "global (synchronised) batch norm: auto (on with >1 process), on or off",

@@ -29,15 +29,17 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     The encoder runs in eval mode (batch-norm running statistics) and is put
     back in its previous mode afterwards.
     """
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    param = next(encoder.parameters())
+    device = torch.device(device) if device is not None else param.device
+    dtype = torch.float64 if param.dtype == torch.float64 else torch.float32   # float64: exactness runs
     was_training = encoder.training
     encoder.eval()
     out = []
     try:
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].to(device, non_blocking=True)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            if device.type == "cuda":
+            x = x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
+            if device.type == "cuda" and dtype == torch.float32:
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     h = encoder(x)

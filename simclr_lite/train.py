@@ -91,6 +91,8 @@ class Config:
     seed: int = 0
     device: str = "auto"             # auto / cpu / cuda / cuda:N
     amp: str = "auto"                # auto (bf16 on GPU) / off / bf16 / fp16
+    dtype: str = "float32"           # float32 / float64: weights and activations (float64 makes runs with
+                                     # 1 and 2 processes agree to ~1e-12 on any CPU: exactness checks)
     channels_last: bool = True
     compile: bool = False            # torch.compile the model
     sync_bn: str = "auto"            # auto (on when world size > 1) / on / off
@@ -134,10 +136,12 @@ class Config:
             raise ConfigError(f"min crop scale must be in (0, 1], got {self.min_scale}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
+        if self.dtype == "float64" and self.amp in ("bf16", "fp16"):
+            raise ConfigError(f"--dtype float64 cannot run under --amp {self.amp}; use --amp off")
         if self.loader == "stream" and self.decode_size and self.decode_size < self.image_size:
             raise ConfigError(f"--decode-size {self.decode_size} is smaller than --image-size {self.image_size}")
         for name, allowed in (("amp", ("auto", "off", "bf16", "fp16")), ("sync_bn", ("auto", "on", "off")),
-                              ("loader", ("memory", "stream")),
+                              ("loader", ("memory", "stream")), ("dtype", ("float32", "float64")),
                               ("lr_scaling", ("linear", "sqrt", "none")),
                               ("optimizer", ("lars", "sgd", "adam")),
                               ("head", ("none", "linear", "nonlinear"))):
@@ -386,7 +390,8 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     use_sync_bn = cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and W > 1)
     if use_sync_bn and W > 1:
         model = D.convert_global_bn(model, dev)
-    model = model.to(dev)
+    param_dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    model = model.to(dev, dtype=param_dtype)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     peak_lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)
@@ -397,7 +402,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     clock = {"time_fraction": 0.0}
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, total_steps, warmup, at_least=clock["time_fraction"]))
-    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dev.type == "cuda" else "off")
+    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dev.type == "cuda" and cfg.dtype == "float32" else "off")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     if augment is None:
@@ -436,7 +441,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
         """Both views through f and g in one pass, NT-Xent over the (global) batch, gradients."""
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             _, z = f(inp)
-        z_a, z_b = z.float().chunk(2)
+        z_a, z_b = z.to(param_dtype).chunk(2)        # bf16/fp16 projections: the loss runs in float32
         if W > 1 and cfg.loss == "nt_xent":
             loss = nt_xent(z_a, z_b, cfg.temperature, cfg.normalize, z_a_all=D.gather(z_a),
                            z_b_all=D.gather(z_b), offset=info.rank * b_local)
@@ -540,6 +545,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                 inp = torch.cat([view_fns[v](x[j * b_shard:(j + 1) * b_shard],
                                              generator=_generator(dev, cfg.seed, step, v, info.rank * shards_local + j))
                                  for v in range(2) for j in range(shards_local)])   # view 1's shards, then view 2's
+                inp = inp.to(param_dtype)
                 if cfg.channels_last:
                     inp = inp.contiguous(memory_format=torch.channels_last)
                 if compile_pending:  # the first compiled step: fall back to eager if compilation fails
