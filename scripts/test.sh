@@ -11,7 +11,8 @@ if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
     >/dev/null 2>&1 || echo "warning: could not install chromium; the browser test will be skipped"
 fi
-python3 -m pytest tests "$@"
+# Arguments go to this pytest (e.g. tests/test_losses.py -x); without a path it runs tests/ (testpaths).
+python3 -m pytest "${@:-tests}"
 # The book's chapters need CIFAR-10: $SIMCLR_DATA, data/, or torchvision's download.
 if python3 -c "from simclr_lite.data import load_cifar10; load_cifar10(train=False, download=True)" >/dev/null 2>&1; then
   SIMCLR_BUDGET=smoke python3 -m pytest --nbval --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg \
