@@ -1,7 +1,8 @@
 """The README's headline: kNN top-1 on CIFAR-10 after the `cifar10-cpu` preset, against two baselines.
 
 Result (measured on the machine it runs on, one run, written to
-benchmarks/results/cpu-quality.json): weighted kNN top-1 (k = 200, cosine,
+benchmarks/results/<preset>-quality.json, i.e. cifar10-cpu-quality.json for the
+default preset; --out picks another folder): weighted kNN top-1 (k = 200, cosine,
 bank = the 50,000 training images, queries = the 10,000 test images) of
   1. raw pixels (per-image-centred, 3,072-d),
   2. the preset's encoder with random weights (same architecture),
