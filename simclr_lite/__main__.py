@@ -47,7 +47,8 @@ _HELP = {  # one line per Config field, shown by --help
     "min_scale": "smallest random-crop area fraction",
     "loss": "nt_xent, nt_logistic or margin_triplet (Table 2)",
     "temperature": "temperature tau of NT-Xent (> 0)",
-    "normalize": "l2-normalise projections before NT-Xent (Table 5 compares without)",
+    "normalize": "l2-normalise projections in nt_xent and nt_logistic (Table 5 compares without; "
+                 "margin_triplet always normalises)",
     "semi_hard": "semi-hard negative mining for nt_logistic and margin_triplet (Table 4)",
     "margin": "margin m of margin_triplet (Table 2)",
     "epochs": "number of pretraining epochs",
@@ -70,8 +71,9 @@ _HELP = {  # one line per Config field, shown by --help
     "channels_last": "channels-last memory format",
     "compile": "torch.compile the model",
     "sync_bn": "global (synchronised) batch norm: auto (on with >1 process), on or off",
-    "aug_shards": "draw augmentations in this many parts of the batch (0: number of processes); fix it to "
-                  "make runs reproducible across process counts",
+    "aug_shards": "draw augmentations in this many equal parts of the global batch (0: 8 when 8 splits evenly "
+                  "over the processes and the batch, so 1, 2, 4 and 8 processes draw the same views; "
+                  "otherwise one part per process)",
     "threads": "CPU threads for PyTorch (0: default)",
     "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
     "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",

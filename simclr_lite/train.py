@@ -16,6 +16,8 @@ Book: chapter 1 (``book/01_simclr_in_one_picture.ipynb``) walks through this loo
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import os
@@ -35,7 +37,7 @@ from .checkpoint import FORMAT, atomic_save, load_checkpoint, load_model_state, 
 from .data import ImageFolderStream, load_dataset, stream_dataset
 from .errors import ConfigError, SimCLRError, TrainingError
 from .evaluate import extract_features, knn_accuracy
-from .losses import LOSSES, margin_triplet, nt_logistic, nt_xent
+from .losses import LOSSES, check_temperature
 from .models import build_simclr
 from .optim import build_optimizer, scaled_lr, warmup_cosine
 
@@ -69,7 +71,8 @@ class Config:
     # loss (eq. 1, Table 2)
     loss: str = "nt_xent"            # nt_xent / nt_logistic / margin_triplet
     temperature: float = 0.5         # tau (0.5 for CIFAR-10 at long training, Table 5 / B.9)
-    normalize: bool = True           # l2-normalise z before NT-Xent (Table 5 compares without)
+    normalize: bool = True           # l2-normalise z in nt_xent / nt_logistic (Table 5 compares without;
+                                     # margin_triplet always normalises: its margin is in cosine units)
     semi_hard: bool = False          # semi-hard negative mining for nt_logistic / margin_triplet (Table 4)
     margin: float = 0.5              # margin m of margin_triplet (Table 2)
     # optimisation (Sec. 2.2, B.1)
@@ -96,7 +99,10 @@ class Config:
     channels_last: bool = True
     compile: bool = False            # torch.compile the model
     sync_bn: str = "auto"            # auto (on when world size > 1) / on / off
-    aug_shards: int = 0              # draw augmentations in this many equal parts (0: world size)
+    aug_shards: int = 0              # draw augmentations in this many equal parts of the global batch; 0: auto,
+                                     # 8 when 8 splits evenly over the processes and the batch (1, 2, 4 or 8
+                                     # processes, batch a multiple of 8), so the views do not depend on the
+                                     # process count; else one part per process
     threads: int = 0                 # CPU threads for torch (0: PyTorch's default)
     checkpoint_every: int = 0        # also checkpoint every N steps (0: at each epoch's end only)
     time_limit: float = 0            # stop cleanly after this many minutes (0: no limit)
@@ -110,9 +116,7 @@ class Config:
         if self.batch_size < 2:
             raise ConfigError(f"batch size must be at least 2 (negatives come from the other images), "
                               f"got {self.batch_size}; use --batch-size 256 or more")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}; the paper uses 0.1-1.0 "
-                              f"(--temperature 0.5 for CIFAR-10)")
+        check_temperature(self.temperature)
         if not (self.lr >= 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be a finite number >= 0, got {self.lr}")
         if self.epochs < 1:
@@ -207,6 +211,15 @@ def preset(name: str, **overrides: Any) -> Config:
     return Config(**{**PRESETS[name], **overrides})
 
 
+def build_loss(cfg: Config) -> Callable[..., torch.Tensor]:
+    """The loss ``cfg.loss`` from :data:`~simclr_lite.losses.LOSSES`, with the Config fields it takes
+    (those named like its parameters: temperature, normalize, margin, semi_hard) filled in."""
+    fn = LOSSES[cfg.loss]
+    params = inspect.signature(fn).parameters
+    return functools.partial(fn, **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                                    if f.name in params})
+
+
 def build_model(cfg: Config) -> torch.nn.Module:
     """The :class:`~simclr_lite.models.SimCLR` network (f and g) that ``cfg`` describes, freshly initialised."""
     return build_simclr(cfg.arch, cfg.width, cfg.cifar_stem, cfg.head, cfg.proj_dim, cfg.stem_stride,
@@ -219,6 +232,17 @@ IDENTITY_FIELDS = ("arch", "width", "cifar_stem", "stem_stride", "head", "proj_d
                    "margin", "batch_size", "optimizer",
                    "lr", "lr_scaling", "weight_decay", "momentum", "warmup_epochs", "seed",
                    "train_limit", "aug_shards", "time_budget")
+
+
+AUTO_AUG_SHARDS = 8   # aug_shards=0: the augmentation parts of the global batch, whatever the process count
+
+
+def auto_aug_shards(batch_size: int, world_size: int) -> int:
+    """``aug_shards=0``: :data:`AUTO_AUG_SHARDS` parts when they split evenly over the processes and the
+    batch, so that 1, 2, 4 and 8 processes draw the same views; else one part per process."""
+    if AUTO_AUG_SHARDS % world_size == 0 and batch_size % AUTO_AUG_SHARDS == 0:
+        return AUTO_AUG_SHARDS
+    return world_size
 
 
 def _seed_for(*parts: int) -> int:
@@ -338,7 +362,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if cfg.batch_size % W:
         raise ConfigError(f"global batch size {cfg.batch_size} does not split evenly over {W} processes; "
                           f"use a multiple of {W}")
-    shards = cfg.aug_shards or W
+    shards = cfg.aug_shards or auto_aug_shards(cfg.batch_size, W)
     if shards % W or cfg.batch_size % shards:
         raise ConfigError(f"--aug-shards {shards} must be a multiple of the world size {W} and divide "
                           f"the batch size {cfg.batch_size}")
@@ -437,20 +461,17 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     fwd = torch.compile(net) if cfg.compile else net
     compile_pending = cfg.compile
 
+    loss_fn = build_loss(cfg)
+
     def forward_backward(f: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
         """Both views through f and g in one pass, NT-Xent over the (global) batch, gradients."""
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             _, z = f(inp)
         z_a, z_b = z.to(param_dtype).chunk(2)        # bf16/fp16 projections: the loss runs in float32
-        if W > 1 and cfg.loss == "nt_xent":
-            loss = nt_xent(z_a, z_b, cfg.temperature, cfg.normalize, z_a_all=D.gather(z_a),
-                           z_b_all=D.gather(z_b), offset=info.rank * b_local)
-        elif cfg.loss == "nt_xent":
-            loss = nt_xent(z_a, z_b, cfg.temperature, cfg.normalize)
-        elif cfg.loss == "margin_triplet":
-            loss = margin_triplet(z_a, z_b, cfg.margin, semi_hard=cfg.semi_hard)
+        if W > 1:  # every rank's anchors meet the negatives of the global batch (Sec. 2.2), for every loss
+            loss = loss_fn(z_a, z_b, z_a_all=D.gather(z_a), z_b_all=D.gather(z_b), offset=info.rank * b_local)
         else:
-            loss = nt_logistic(z_a, z_b, cfg.temperature, semi_hard=cfg.semi_hard)
+            loss = loss_fn(z_a, z_b)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         return loss
@@ -458,8 +479,8 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     shards_local = shards // W
     b_shard = cfg.batch_size // shards
 
-    epoch_loss, epoch_n = torch.zeros((), device=dev), 0       # running mean of the epoch's loss
-    loss_sum, n_loss = torch.zeros((), device=dev), 0          # running mean since the last log line
+    epoch_loss, epoch_n = torch.zeros((), device=dev, dtype=param_dtype), 0       # running mean of the epoch's loss
+    loss_sum, n_loss = torch.zeros((), device=dev, dtype=param_dtype), 0          # running mean since the last log line
     if resume and start_step_in_epoch:
         epoch_loss += ckpt["epoch_loss"][0]
         epoch_n = int(ckpt["epoch_loss"][1])

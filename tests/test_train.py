@@ -1,6 +1,7 @@
 """simclr_lite.train: a smoke pretrain lowers the loss, checkpoints load, resume is exact."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -120,22 +121,24 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_tree, tmp_path, monk
     out = tmp_path / "nan"
     pretrain(tiny_cfg(tiny_tree, epochs=1), out, progress=False)
     before = (out / "checkpoint.pt").read_bytes()
-    import simclr_lite.train as T
-    real = T.nt_xent
+    from simclr_lite.losses import LOSSES
+    real = LOSSES["nt_xent"]
     calls = {"n": 0}
 
+    @functools.wraps(real)
     def flaky(*a, **k):
         calls["n"] += 1
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 2 else loss
-    monkeypatch.setattr(T, "nt_xent", flaky)
+    monkeypatch.setitem(LOSSES, "nt_xent", flaky)
     with pytest.raises(TrainingError, match=r"NaN/inf at step 4 .*--lr.*--temperature"):
         pretrain(tiny_cfg(tiny_tree, epochs=2), out, resume=True, progress=False)
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("field,value,match", [("batch_size", 1, "at least 2"), ("temperature", 0.0, "> 0"),
-                                               ("temperature", -1.0, "> 0"), ("lr", float("nan"), "finite"),
+                                               ("temperature", -1.0, "> 0"),
+                                               ("temperature", float("inf"), "> 0 and finite, got inf"), ("lr", float("nan"), "finite"),
                                                ("amp", "fp8", "--amp"), ("loss", "infonce", "unknown loss")])
 def test_config_validation(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -197,29 +200,28 @@ def test_custom_augment_per_view_is_used(tiny_tree):
 
 
 @pytest.mark.parametrize("loss,extra", [("nt_xent", dict(normalize=False, temperature=10.0)),
-                                        ("nt_logistic", dict(semi_hard=True)),
+                                        ("nt_logistic", dict(semi_hard=True, normalize=False, temperature=2.0)),
                                         ("margin_triplet", dict(semi_hard=True, margin=0.4)),
                                         ("margin_triplet", dict(margin=0.4))])
 def test_loss_variants_of_tables_4_and_5_train(tiny_tree, loss, extra, monkeypatch):
-    """Config's loss / normalize / semi_hard / margin reach the loss function."""
-    import simclr_lite.train as T
-    seen = {}
-    for name in ("nt_xent", "nt_logistic", "margin_triplet"):
-        fn = getattr(T, name)
+    """The loss is chosen through the LOSSES registry, and Config's temperature / normalize / semi_hard /
+    margin reach it as the keywords its signature names."""
+    import functools
 
+    from simclr_lite.losses import LOSSES
+    seen = {}
+    for name, fn in list(LOSSES.items()):
+        @functools.wraps(fn)
         def spy(*a, _fn=fn, _name=name, **k):
-            seen[_name] = (a, k)
+            seen[_name] = k
             return _fn(*a, **k)
-        monkeypatch.setattr(T, name, spy)
+        monkeypatch.setitem(LOSSES, name, spy)
     s = pretrain(tiny_cfg(tiny_tree, epochs=1, knn_every=0, loss=loss, **extra), progress=False)
     assert s["status"] == "completed" and list(seen) == [loss]
-    args, kwargs = seen[loss]
-    if loss == "nt_xent":
-        assert args[2:] == (10.0, False)
-    elif loss == "margin_triplet":
-        assert args[2] == 0.4 and kwargs["semi_hard"] == extra.get("semi_hard", False)
-    else:
-        assert kwargs["semi_hard"] is True
+    expected = {"nt_xent": dict(temperature=10.0, normalize=False),
+                "nt_logistic": dict(temperature=2.0, normalize=False, semi_hard=True),
+                "margin_triplet": dict(margin=0.4, semi_hard=extra.get("semi_hard", False))}[loss]
+    assert seen[loss] == expected
 
 
 def test_negative_margin_is_refused():
