@@ -167,8 +167,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 143
     if summary.get("knn_top1") is not None:
-        print(f"kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.2f} epochs, "
-              f"{summary['wall_time_s']:.0f} s on {summary['device']}; run in {out}")
+        print(f"kNN top-1 {summary['knn_top1']:.4f} (k={cfg.knn_k}, {summary['knn_test_images']:,} test images, "
+              f"bank of {summary['knn_bank']:,} training images) after {summary['epochs']:.2f} epochs; "
+              f"data loading {summary['data_time_s']:.0f} s, training {summary['wall_time_s']:.0f} s on "
+              f"{summary['device']}; run in {out}")
     return 0
 
 

@@ -368,15 +368,9 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                           f"the batch size {cfg.batch_size}")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and info.is_main:
-        check_out_dir(out_dir, cfg, resume)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    D.barrier()
-    if resume and out_dir is not None and not (out_dir / "checkpoint.pt").exists():
-        resume = False  # killed before its first checkpoint: nothing to load, start again from step 0
-        if info.is_main:
-            _truncate_metrics(out_dir / "metrics.jsonl", 0)
+        check_out_dir(out_dir, cfg, resume)    # reads only: the folder is made once the inputs are accepted
     dev = info.device
-    t_start = time.time()
+    t_data = time.time()
 
     # ---- data: decoded once and kept on the device as uint8 (memory), or decoded per batch by
     # DataLoader workers (stream); either way augmented on the device
@@ -407,6 +401,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
                           f"use --batch-size {max(2, n_train)} or less")
     train_dev = train_x.to(dev) if not stream else None
     total_steps = cfg.epochs * steps_per_epoch
+    data_time_s = time.time() - t_data
 
     # ---- model, optimiser, schedule
     torch.manual_seed(cfg.seed)
@@ -434,6 +429,16 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     view_fns = tuple(augment) if isinstance(augment, Sequence) else (augment, augment)
     if len(view_fns) != 2 or not all(callable(f) for f in view_fns):
         raise ConfigError("augment must be one callable or a pair of callables (one per view)")
+
+    # ---- inputs accepted: make the run folder (nothing is written before this point)
+    if out_dir is not None and info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    D.barrier()
+    if resume and out_dir is not None and not (out_dir / "checkpoint.pt").exists():
+        resume = False  # killed before its first checkpoint: nothing to load, start again from step 0
+        if info.is_main:
+            _truncate_metrics(out_dir / "metrics.jsonl", 0)
+    t_start = time.time()
 
     # ---- resume
     start_epoch, start_step_in_epoch, step, wall_before = 0, 0, 0, 0.0
@@ -661,7 +666,8 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
              "knn_bank": n_train, "time_s": t_stop})
     summary = {
         "status": status, "steps": step, "epochs": step / steps_per_epoch, "knn_top1": knn,
-        "wall_time_s": round(wall_s(), 2),
+        "wall_time_s": round(wall_s(), 2), "data_time_s": round(data_time_s, 2),
+        "knn_test_images": len(test_x), "knn_bank": n_train,
         "device": describe_device(dev), "world_size": W, "torch": torch.__version__,
         "python": platform.python_version(), "train_images": n_train, "test_images": len(test_x),
         "config": cfg.to_dict(),
