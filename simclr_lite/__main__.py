@@ -6,7 +6,7 @@ Examples::
     python -m simclr_lite evaluate runs/cpu --protocol knn
     torchrun --nproc_per_node=8 -m simclr_lite pretrain --preset imagenet-r50 --data /imagenet --out runs/in
 
-Every :class:`~simclr_lite.train.Config` field is a flag (``--batch-size``,
+Every :class:`~simclr_lite.config.Config` field is a flag (``--batch-size``,
 ``--lr``, ``--temperature``...). Problems with the input end in one line on
 stderr that says what is wrong and how to fix it, and a non-zero exit code.
 """
@@ -109,7 +109,7 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import PRESETS, Config
+    from .config import PRESETS, Config
 
     p = _Parser(prog="python -m simclr_lite", description="SimCLR pretraining and evaluation (simclr_lite).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .train import Config, Preempted, pretrain, preset
+    from .config import Config, preset
+    from .errors import Preempted
+    from .train import pretrain
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
@@ -178,9 +180,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .data import label_subset, load_dataset
-    from .distributed import resolve_device
-    from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
-    from .train import _stream_features, describe_device, load_run, stream_datasets, subset_indices
+    from .distributed import describe_device, resolve_device
+    from .evaluate import fine_tune, knn_accuracy, linear_eval
+    from .run import load_run
+    from .sampling import subset_indices
+    from .splits import Split, stream_datasets
 
     run = Path(args.run)
     dev = resolve_device(args.device)
@@ -203,12 +207,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         xte, yte = xte[keep], yte[keep]
     result: dict[str, Any] = {"protocol": args.protocol}
     if args.protocol in ("knn", "linear"):
-        if cfg.loader == "stream":
-            ftr = _stream_features(model.encoder, train_ds, xtr, cfg, dev)
-            fte = _stream_features(model.encoder, test_ds, xte, cfg, dev)
-        else:
-            ftr = extract_features(model.encoder, xtr, device=dev)
-            fte = extract_features(model.encoder, xte, device=dev)
+        stream = cfg.loader == "stream"
+        ftr = Split(xtr, ytr, train_ds if stream else None).features(model.encoder, cfg, dev)
+        fte = Split(xte, yte, test_ds if stream else None).features(model.encoder, cfg, dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
             result["k"] = args.k

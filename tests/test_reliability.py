@@ -411,7 +411,7 @@ def test_full_disk_while_logging(tree, reference, tmp_path):
     def full_metrics() -> None:
         import builtins
 
-        import simclr_lite.train as T
+        import simclr_lite.run as R
         count = [0]
 
         def fake_open(path, mode="r", *a, **k):
@@ -420,7 +420,7 @@ def test_full_disk_while_logging(tree, reference, tmp_path):
                 if count[0] == 5:  # the line of step 4, before step 4's checkpoint
                     raise OSError(errno.ENOSPC, "No space left on device", str(path))
             return builtins.open(path, mode, *a, **k)
-        T.open = fake_open
+        R.open = fake_open  # a module global shadows the builtin inside simclr_lite.run only
     child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log", hook=full_metrics)
     one_line_error(child, "No space left on device", str(out / "metrics.jsonl"), "free disk space", "--resume")
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
