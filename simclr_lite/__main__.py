@@ -6,7 +6,7 @@ Examples::
     python -m simclr_lite evaluate runs/cpu --protocol knn
     torchrun --nproc_per_node=8 -m simclr_lite pretrain --preset imagenet-r50 --data /imagenet --out runs/in
 
-Every :class:`~simclr_lite.train.Config` field is a flag (``--batch-size``,
+Every :class:`~simclr_lite.config.Config` field is a flag (``--batch-size``,
 ``--lr``, ``--temperature``...). Problems with the input end in one line on
 stderr that says what is wrong and how to fix it, and a non-zero exit code.
 """
@@ -47,7 +47,8 @@ _HELP = {  # one line per Config field, shown by --help
     "min_scale": "smallest random-crop area fraction",
     "loss": "nt_xent, nt_logistic or margin_triplet (Table 2)",
     "temperature": "temperature tau of NT-Xent (> 0)",
-    "normalize": "l2-normalise projections before NT-Xent (Table 5 compares without)",
+    "normalize": "l2-normalise projections in nt_xent and nt_logistic (Table 5 compares without; "
+                 "margin_triplet always normalises)",
     "semi_hard": "semi-hard negative mining for nt_logistic and margin_triplet (Table 4)",
     "margin": "margin m of margin_triplet (Table 2)",
     "epochs": "number of pretraining epochs",
@@ -70,8 +71,9 @@ _HELP = {  # one line per Config field, shown by --help
     "channels_last": "channels-last memory format",
     "compile": "torch.compile the model",
     "sync_bn": "global (synchronised) batch norm: auto (on with >1 process), on or off",
-    "aug_shards": "draw augmentations in this many parts of the batch (0: number of processes); fix it to "
-                  "make runs reproducible across process counts",
+    "aug_shards": "draw augmentations in this many equal parts of the global batch (0: 8 when 8 splits evenly "
+                  "over the processes and the batch, so 1, 2, 4 and 8 processes draw the same views; "
+                  "otherwise one part per process)",
     "threads": "CPU threads for PyTorch (0: default)",
     "checkpoint_every": "also checkpoint every N steps (0: at the end of each epoch only)",
     "time_limit": "stop cleanly after this many minutes, then evaluate (0: no limit)",
@@ -107,7 +109,7 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import PRESETS, Config
+    from .config import PRESETS, Config
 
     p = _Parser(prog="python -m simclr_lite", description="SimCLR pretraining and evaluation (simclr_lite).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .train import Config, Preempted, pretrain, preset
+    from .config import Config, preset
+    from .errors import Preempted
+    from .train import pretrain
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
@@ -165,8 +169,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 143
     if summary.get("knn_top1") is not None:
-        print(f"kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.2f} epochs, "
-              f"{summary['wall_time_s']:.0f} s on {summary['device']}; run in {out}")
+        print(f"kNN top-1 {summary['knn_top1']:.4f} (k={cfg.knn_k}, {summary['knn_test_images']:,} test images, "
+              f"bank of {summary['knn_bank']:,} training images) after {summary['epochs']:.2f} epochs; "
+              f"data loading {summary['data_time_s']:.0f} s, training {summary['wall_time_s']:.0f} s on "
+              f"{summary['device']}; run in {out}")
     return 0
 
 
@@ -174,9 +180,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .data import label_subset, load_dataset
-    from .distributed import resolve_device
-    from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
-    from .train import _stream_features, describe_device, load_run, stream_datasets, subset_indices
+    from .distributed import describe_device, resolve_device
+    from .evaluate import fine_tune, knn_accuracy, linear_eval
+    from .run import load_run
+    from .sampling import subset_indices
+    from .splits import Split, stream_datasets
 
     run = Path(args.run)
     dev = resolve_device(args.device)
@@ -199,12 +207,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         xte, yte = xte[keep], yte[keep]
     result: dict[str, Any] = {"protocol": args.protocol}
     if args.protocol in ("knn", "linear"):
-        if cfg.loader == "stream":
-            ftr = _stream_features(model.encoder, train_ds, xtr, cfg, dev)
-            fte = _stream_features(model.encoder, test_ds, xte, cfg, dev)
-        else:
-            ftr = extract_features(model.encoder, xtr, device=dev)
-            fte = extract_features(model.encoder, xte, device=dev)
+        stream = cfg.loader == "stream"
+        ftr = Split(xtr, ytr, train_ds if stream else None).features(model.encoder, cfg, dev)
+        fte = Split(xte, yte, test_ds if stream else None).features(model.encoder, cfg, dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
             result["k"] = args.k

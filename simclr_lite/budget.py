@@ -17,7 +17,6 @@ that every chapter reports its budget, device and wall time the same way.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,8 @@ import torch
 
 from .data import label_subset, load_cifar10
 from .errors import ConfigError
-from .train import Config, describe_device, preset
+from .config import Config, preset
+from .distributed import describe_device
 
 BUDGETS = ("smoke", "cpu", "gpu")
 
@@ -46,7 +46,7 @@ class Budget:
     device: str         # "cpu" or "cuda"
 
     def config(self, **overrides: Any) -> Config:
-        """A pretraining :class:`~simclr_lite.train.Config` at this budget, plus overrides.
+        """A pretraining :class:`~simclr_lite.config.Config` at this budget, plus overrides.
 
         Starts from the ``cifar10-cpu`` preset's recipe (LARS, tau 0.2, crop
         scale 0.2-1) for ``smoke`` and ``cpu`` and from ``cifar10-gpu`` (the
@@ -111,12 +111,7 @@ def load_data(budget: Budget, root: str | os.PathLike | None = None, seed: int =
     return xtr, ytr, xte, yte
 
 
-def machine(device: str = "cpu") -> str:
-    """The device as a results file names it, e.g. ``CPU (x86_64, 2 threads)``."""
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__})"
-    return f"{describe_device(dev)} (torch {torch.__version__})"
+machine = describe_device   # the device as results files name it, e.g. ``CPU (x86_64, 2 threads, torch 2.5.1)``
 
 
 class Stopwatch:

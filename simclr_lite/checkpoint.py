@@ -26,7 +26,7 @@ import torch
 from .errors import CheckpointError
 
 FORMAT = "simclr_lite.checkpoint/1"
-# What every checkpoint holds (see ``save`` in :func:`simclr_lite.train.pretrain`). The data order needs
+# What every checkpoint holds (see ``_save`` in :mod:`simclr_lite.train`). The data order needs
 # no state of its own: it is a function of (seed, epoch), and the seed is in ``config``.
 KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "step_in_epoch", "step", "rng", "config")
 

@@ -19,6 +19,7 @@ engine (``torch.distributed``; launched by ``torchrun``):
   averaged over ranks, no per-forward buffer broadcast).
 - :func:`all_max` and :func:`all_mean` let every rank take the same decision
   (stop on a preemption signal) and log the same, global, loss.
+- :func:`describe_device` names the device for results files.
 
 Gradient bookkeeping (why the factors below are right): each rank r computes
 ``L_r``, the mean of NT-Xent over its own 2n anchors, contrasted with all 2N
@@ -36,6 +37,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +79,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name not in ("cpu", "mps"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     return torch.device(name)
+
+
+def describe_device(device: str | torch.device = "cpu") -> str:
+    """The device as results files and chapters name it, e.g. ``CPU (x86_64, 2 threads, torch 2.5.1)``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__})"
 
 
 def setup(device: str = "auto") -> DistInfo:
@@ -263,15 +273,6 @@ def all_mean(x: torch.Tensor) -> torch.Tensor:
     y = x.detach().clone()
     dist.all_reduce(y)
     return y / dist.get_world_size()
-
-
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from ``src`` to every rank (identity when alone)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def barrier() -> None:

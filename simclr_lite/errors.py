@@ -24,3 +24,7 @@ class CheckpointError(SimCLRError):
 
 class TrainingError(SimCLRError):
     """Training diverged (NaN or infinite loss)."""
+
+
+class Preempted(SimCLRError):
+    """A preemption signal (SIGTERM, SIGUSR1) arrived during training; a checkpoint was saved."""

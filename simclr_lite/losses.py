@@ -18,6 +18,7 @@ Book: chapter 3, ``book/03_nt_xent.ipynb``.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import torch
@@ -27,14 +28,15 @@ from torch import Tensor
 from .errors import ConfigError
 
 __all__ = ["nt_xent", "nt_xent_naive", "nt_logistic", "margin_triplet",
-           "gradient_wrt_anchor", "contrastive_stats", "LOSSES"]
+           "gradient_wrt_anchor", "contrastive_stats", "check_temperature", "LOSSES"]
 
 
 # --------------------------------------------------------------------------- checks
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:  # also rejects NaN
-        raise ConfigError(f"temperature must be > 0, got {float(temperature)}; "
-                          "the paper uses 0.1-1.0 (0.5 for CIFAR-10)")
+def check_temperature(temperature: float) -> None:
+    """The one rule for tau, used by every loss here and by ``Config.validate``: finite and > 0."""
+    if not (temperature > 0 and math.isfinite(temperature)):  # also rejects NaN and inf
+        raise ConfigError(f"temperature must be > 0 and finite, got {float(temperature)}; "
+                          "the paper uses 0.1-1.0 (--temperature 0.5 for CIFAR-10)")
 
 
 def _check_pairs(z_a: Tensor, z_b: Tensor, n_total: int | None = None) -> None:
@@ -46,6 +48,23 @@ def _check_pairs(z_a: Tensor, z_b: Tensor, n_total: int | None = None) -> None:
     if n < 2:
         raise ConfigError(f"NT-Xent needs at least 2 pairs per batch (negatives come from the "
                           f"other pairs), got N={n}; use --batch-size 2 or more")
+
+
+def _check_batch(z_a: Tensor, z_b: Tensor, z_a_all: Tensor | None, z_b_all: Tensor | None, offset: int) -> None:
+    """The local pairs and, under torchrun, the gathered global batch holding them at ``offset``."""
+    if (z_a_all is None) != (z_b_all is None):
+        raise ConfigError("pass both z_a_all and z_b_all (the gathered global batch) or neither")
+    if z_a_all is None:
+        _check_pairs(z_a, z_b)
+        return
+    _check_pairs(z_a_all, z_b_all)
+    _check_pairs(z_a, z_b, n_total=z_a_all.shape[0])
+    if z_a.shape[1] != z_a_all.shape[1]:
+        raise ConfigError(f"local and gathered embeddings differ in width: "
+                          f"{z_a.shape[1]} vs {z_a_all.shape[1]}")
+    if not 0 <= offset <= z_a_all.shape[0] - z_a.shape[0]:
+        raise ConfigError(f"offset must place the {z_a.shape[0]} local rows inside the "
+                          f"{z_a_all.shape[0]} gathered rows, got offset={offset}")
 
 
 # ----------------------------------------------------------------- similarity logits
@@ -83,18 +102,25 @@ def _similarity(z_a: Tensor, z_b: Tensor, normalize: bool,
         return (anchors * scale if scale != 1.0 else anchors) @ cands.T
 
 
+def _columns(z_a: Tensor, z_a_all: Tensor | None, offset: int,
+             device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows of the 2N local anchors, and the columns of each one's positive and of itself among
+    the ``2 N_all`` candidates (view a at ``[0, N_all)``, view b after; ``N_all = N`` alone)."""
+    n = z_a.shape[0]
+    n_all = n if z_a_all is None else z_a_all.shape[0]
+    local = torch.arange(n, device=device) + offset
+    self_cols = torch.cat([local, local + n_all])
+    pos_cols = torch.cat([local + n_all, local])      # (i + N) mod 2N for a single batch
+    return torch.arange(2 * n, device=device), pos_cols, self_cols
+
+
 def _logits(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool,
             z_a_all: Tensor | None = None, z_b_all: Tensor | None = None,
             offset: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Masked logits ``s / tau`` (self-similarity set to the dtype's minimum),
     the column of each anchor's positive, and the column of each anchor itself."""
-    n = z_a.shape[0]
-    n_all = n if z_a_all is None else z_a_all.shape[0]
     logits = _similarity(z_a, z_b, normalize, z_a_all, z_b_all, scale=1.0 / temperature)
-    local = torch.arange(n, device=logits.device) + offset
-    self_cols = torch.cat([local, local + n_all])     # view a at [0, N_all), view b after
-    pos_cols = torch.cat([local + n_all, local])      # (i + N) mod 2N for a single batch
-    rows = torch.arange(2 * n, device=logits.device)
+    rows, pos_cols, self_cols = _columns(z_a, z_a_all, offset, logits.device)
     # finfo.min rather than -inf: exp() still gives 0, but 0 * logit stays finite.
     fill = torch.tensor(torch.finfo(logits.dtype).min, dtype=logits.dtype, device=logits.device)
     logits.index_put_((rows, self_cols), fill)  # in place: the matmul's backward needs only its inputs
@@ -127,20 +153,8 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool 
 
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
-    _check_temperature(temperature)
-    if (z_a_all is None) != (z_b_all is None):
-        raise ConfigError("pass both z_a_all and z_b_all (the gathered global batch) or neither")
-    if z_a_all is None:
-        _check_pairs(z_a, z_b)
-    else:
-        _check_pairs(z_a_all, z_b_all)
-        _check_pairs(z_a, z_b, n_total=z_a_all.shape[0])
-        if z_a.shape[1] != z_a_all.shape[1]:
-            raise ConfigError(f"local and gathered embeddings differ in width: "
-                              f"{z_a.shape[1]} vs {z_a_all.shape[1]}")
-        if not 0 <= offset <= z_a_all.shape[0] - z_a.shape[0]:
-            raise ConfigError(f"offset must place the {z_a.shape[0]} local rows inside the "
-                              f"{z_a_all.shape[0]} gathered rows, got offset={offset}")
+    check_temperature(temperature)
+    _check_batch(z_a, z_b, z_a_all, z_b_all, offset)
     logits, pos_cols, _ = _logits(z_a, z_b, temperature, normalize, z_a_all, z_b_all, offset)
     return F.cross_entropy(logits, pos_cols)
 
@@ -156,7 +170,7 @@ def nt_xent_naive(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
 
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     _check_pairs(z_a, z_b)
     n = z_a.shape[0]
     z = [view for k in range(n) for view in (z_a[k], z_b[k])]
@@ -175,19 +189,24 @@ def nt_xent_naive(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
 
 
 # ------------------------------------------------------ Table 2: the other losses
-def _pos_neg(z_a: Tensor, z_b: Tensor, semi_hard: bool) -> tuple[Tensor, Tensor]:
-    """Positive similarities ``(2N, 1)`` and negative similarities ``(2N, K)`` of
-    the l2-normalised views; K = 2N - 2, or K = 1 with semi-hard mining."""
-    _check_pairs(z_a, z_b)
-    n2 = 2 * z_a.shape[0]
-    sim = _similarity(z_a, z_b, normalize=True)
-    rows = torch.arange(n2, device=sim.device)
-    pos_cols = (rows + n2 // 2) % n2
+def _pos_neg(z_a: Tensor, z_b: Tensor, semi_hard: bool, normalize: bool = True,
+             z_a_all: Tensor | None = None, z_b_all: Tensor | None = None,
+             offset: int = 0) -> tuple[Tensor, Tensor]:
+    """Positive similarities ``(2N, 1)`` and negative similarities ``(2N, K)`` of the
+    (l2-normalised) local views; K = 2 N_all - 2, or K = 1 with semi-hard mining.
+
+    With the gathered global batch (``z_a_all``, ``z_b_all``, local rows at
+    ``offset``) each local anchor meets the negatives of the whole batch, in the
+    same order as in one process, so the mean over equal shards is the global loss.
+    """
+    _check_batch(z_a, z_b, z_a_all, z_b_all, offset)
+    sim = _similarity(z_a, z_b, normalize, z_a_all, z_b_all)
+    rows, pos_cols, self_cols = _columns(z_a, z_a_all, offset, sim.device)
     s_pos = sim[rows, pos_cols].unsqueeze(1)
     neg_mask = torch.ones_like(sim, dtype=torch.bool)
-    neg_mask[rows, rows] = False
+    neg_mask[rows, self_cols] = False
     neg_mask[rows, pos_cols] = False
-    s_neg = sim[neg_mask].view(n2, n2 - 2)
+    s_neg = sim[neg_mask].view(len(rows), sim.shape[1] - 2)
     if semi_hard:
         s_neg = s_neg.gather(1, _semi_hard_index(s_pos.detach(), s_neg.detach()))
     return s_pos, s_neg
@@ -212,7 +231,8 @@ def _semi_hard_index(s_pos: Tensor, s_neg: Tensor) -> Tensor:
 
 
 def nt_logistic(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
-                semi_hard: bool = False) -> Tensor:
+                semi_hard: bool = False, normalize: bool = True, *, z_a_all: Tensor | None = None,
+                z_b_all: Tensor | None = None, offset: int = 0) -> Tensor:
     """NT-Logistic (Table 2): ``-log sigma(u^T v+ / tau) - log sigma(-u^T v- / tau)``.
 
     One term per triplet (anchor u, its positive v+, one negative v-), on
@@ -220,30 +240,35 @@ def nt_logistic(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
     anchors with each of its 2N - 2 negatives. Per anchor the positive term thus
     weighs 1 and each negative ``1 / (2N - 2)``, i.e. positives and negatives
     weigh the same in total. ``semi_hard=True`` keeps one negative per anchor
-    (Table 4's "sh", see :func:`_semi_hard_index`).
+    (Table 4's "sh", see :func:`_semi_hard_index`). ``normalize=False`` uses plain
+    dot products, as :func:`nt_xent` does; ``z_a_all``, ``z_b_all``, ``offset``: the
+    gathered global batch, as in :func:`nt_xent`.
 
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
-    _check_temperature(temperature)
-    s_pos, s_neg = _pos_neg(z_a, z_b, semi_hard)
+    check_temperature(temperature)
+    s_pos, s_neg = _pos_neg(z_a, z_b, semi_hard, normalize, z_a_all, z_b_all, offset)
     # -log sigma(x) = softplus(-x); the positive term is the same for all K triplets
     return (F.softplus(-s_pos / temperature) + F.softplus(s_neg / temperature)).mean()
 
 
 def margin_triplet(z_a: Tensor, z_b: Tensor, margin: float = 1.0,
-                   semi_hard: bool = False) -> Tensor:
+                   semi_hard: bool = False, *, z_a_all: Tensor | None = None,
+                   z_b_all: Tensor | None = None, offset: int = 0) -> Tensor:
     """Margin triplet (Table 2): ``max(u^T v- - u^T v+ + m, 0)``.
 
     On l2-normalised vectors (similarities in [-1, 1], so useful margins lie in
     (0, 2]), averaged over all triplets as in :func:`nt_logistic`. ``semi_hard=True``
     keeps one negative per anchor (Table 4's "sh", see :func:`_semi_hard_index`).
+    Always on normalised vectors (the margin is in cosine units); ``z_a_all``,
+    ``z_b_all``, ``offset``: the gathered global batch, as in :func:`nt_xent`.
 
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
     if not margin >= 0:
         raise ConfigError(f"margin must be >= 0, got {float(margin)}; cosine similarities "
                           "lie in [-1, 1], so try 0.1-1.0")
-    s_pos, s_neg = _pos_neg(z_a, z_b, semi_hard)
+    s_pos, s_neg = _pos_neg(z_a, z_b, semi_hard, True, z_a_all, z_b_all, offset)
     return F.relu(s_neg - s_pos + margin).mean()
 
 
@@ -276,7 +301,7 @@ def gradient_wrt_anchor(loss: str, u: Tensor, v_pos: Tensor, v_negs: Tensor,
     if loss == "margin_triplet":
         active = (s_pos - s_neg < margin).to(u.dtype)
         return (active.unsqueeze(1) * (v_pos - v_negs)).mean(0)
-    _check_temperature(temperature)
+    check_temperature(temperature)
     if loss == "nt_xent":
         p = torch.softmax(torch.cat([s_pos.view(1), s_neg]) / temperature, 0)  # exp(.)/Z(u)
         return (1 - p[0]) / temperature * v_pos - (p[1:] / temperature) @ v_negs
@@ -296,7 +321,7 @@ def contrastive_stats(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
 
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
-    _check_temperature(temperature)
+    check_temperature(temperature)
     _check_pairs(z_a, z_b)
     logits, pos_cols, _ = _logits(z_a, z_b, temperature, normalize)
     accuracy = (logits.argmax(1) == pos_cols).float().mean().item()
@@ -304,6 +329,9 @@ def contrastive_stats(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
     return {"accuracy": accuracy, "entropy": entropy}
 
 
+# The registry that Config.validate checks --loss against and that training calls through: each loss
+# takes (z_a, z_b), the Config fields named like its other parameters (temperature, normalize, margin,
+# semi_hard) and, under torchrun, the gathered batch (z_a_all, z_b_all, offset).
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "nt_xent": nt_xent,
     "nt_logistic": nt_logistic,

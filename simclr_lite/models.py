@@ -121,7 +121,7 @@ class SimCLR(nn.Module):
 def build_simclr(arch: str = "resnet18", width: float = 1.0, cifar_stem: bool = True,
                  head: str = "nonlinear", proj_dim: int = 128, stem_stride: int = 1,
                  proj_hidden: int = 0) -> SimCLR:
-    """Encoder plus head from config values (see :class:`simclr_lite.train.Config`).
+    """Encoder plus head from config values (see :class:`simclr_lite.config.Config`).
 
     ``proj_hidden``: hidden width of the nonlinear head (0: h's size, the paper's choice).
     """

@@ -223,10 +223,10 @@ def test_load_checkpoint_refuses_what_is_not_a_checkpoint(run_dir, tmp_path, kin
 
 
 def test_preemption_signals_are_the_ones_slurm_sends():
-    from simclr_lite.train import _Stop
+    from simclr_lite.train import StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
-    with _Stop() as stop:
+    with StopSignals() as stop:
         assert signal.getsignal(signal.SIGTERM) == stop._handle
         assert signal.getsignal(signal.SIGUSR1) == stop._handle
         os.kill(os.getpid(), signal.SIGUSR1)

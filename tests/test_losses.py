@@ -103,6 +103,41 @@ def test_distributed_chunks_average_to_global_loss(chunk, normalize):
     assert not torch.isclose(local, full)
 
 
+@pytest.mark.parametrize("name,kw", [("nt_logistic", dict(temperature=0.2)),
+                                     ("nt_logistic", dict(temperature=0.2, normalize=False)),
+                                     ("nt_logistic", dict(temperature=0.5, semi_hard=True)),
+                                     ("margin_triplet", dict(margin=0.4)),
+                                     ("margin_triplet", dict(margin=0.4, semi_hard=True))])
+@pytest.mark.parametrize("chunk", [3, 4])
+def test_table_2_losses_distributed_chunks_average_to_global_loss(name, kw, chunk):
+    """Under torchrun every loss of Table 2 sees the global batch's negatives: the mean of the
+    shards' losses (and its gradient) is the one-process loss over the whole batch."""
+    fn, n = LOSSES[name], 12
+    z_a, z_b = pairs(n, 16, seed=chunk + 10)
+    full, ga, gb = loss_and_grads(fn, z_a, z_b, **kw)
+    mean = torch.stack([fn(z_a[o:o + chunk], z_b[o:o + chunk], **kw, z_a_all=z_a, z_b_all=z_b, offset=o)
+                        for o in range(0, n, chunk)]).mean()
+    torch.testing.assert_close(mean, full, rtol=0, atol=1e-12)
+    for g, h in zip(torch.autograd.grad(mean, (z_a, z_b)), (ga, gb)):
+        torch.testing.assert_close(g, h, rtol=0, atol=1e-12)
+    local = torch.stack([fn(z_a[o:o + chunk], z_b[o:o + chunk], **kw) for o in range(0, n, chunk)]).mean()
+    assert not torch.isclose(local, full)  # the shards' own negatives alone: another loss
+
+
+def test_nt_logistic_honours_normalize():
+    z_a, z_b = pairs(5, 8, seed=3)
+    scaled = (3 * z_a.detach(), 3 * z_b.detach())
+    assert nt_logistic(*scaled, 0.5) == pytest.approx(nt_logistic(z_a, z_b, 0.5).item(), abs=1e-12)
+    assert nt_logistic(*scaled, 0.5, normalize=False) != pytest.approx(nt_logistic(z_a, z_b, 0.5).item(), abs=1e-3)
+    # plain dot products: the triplet loop's formula without the normalisation
+    s = torch.cat([z_a, z_b]) @ torch.cat([z_a, z_b]).T
+    n2, i = 10, torch.arange(10)
+    pos = s[i, (i + 5) % n2]
+    neg = s[~(torch.eye(n2, dtype=torch.bool) | (torch.arange(n2)[None] == ((i + 5) % n2)[:, None]))].view(n2, -1)
+    ref = (F.softplus(-pos[:, None] / 0.5) + F.softplus(neg / 0.5)).mean()
+    torch.testing.assert_close(nt_logistic(z_a, z_b, 0.5, normalize=False), ref)
+
+
 def test_distributed_form_rejects_bad_arguments():
     z_a, z_b = pairs(4, 8)
     with pytest.raises(ConfigError, match="offset=2"):
@@ -266,10 +301,10 @@ TEMPERATURED = [nt_xent, nt_xent_naive, nt_logistic, contrastive_stats]
 
 
 @pytest.mark.parametrize("fn", TEMPERATURED)
-@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
 def test_non_positive_temperature_is_a_config_error(fn, temperature):
     z_a, z_b = pairs(3, 4)
-    with pytest.raises(ConfigError, match=rf"temperature must be > 0, got {temperature}"):
+    with pytest.raises(ConfigError, match=rf"temperature must be > 0 and finite, got {temperature}"):
         fn(z_a, z_b, temperature)
 
 

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -227,14 +228,17 @@ def disk_full_at(n: int, keep_copy: Path) -> Callable[[], None]:
 def nan_loss_at(step: int) -> Callable[[], None]:
     """The loss of the given step (0-based count of optimiser steps) is NaN."""
     def hook() -> None:
-        import simclr_lite.train as T
-        real, calls = T.nt_xent, [0]
+        import functools
 
+        from simclr_lite.losses import LOSSES
+        real, calls = LOSSES["nt_xent"], [0]
+
+        @functools.wraps(real)
         def nt_xent(*a, **k):
             calls[0] += 1
             loss = real(*a, **k)
             return loss * float("nan") if calls[0] == step + 1 else loss
-        T.nt_xent = nt_xent
+        LOSSES["nt_xent"] = nt_xent
     return hook
 
 
@@ -358,7 +362,11 @@ def test_sigkill_after_the_last_checkpoint(tree, reference, tmp_path):
     child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log", kill_before_run_json)
     assert child.rc == -signal.SIGKILL and not (out / "run.json").exists()
     end = resume_to_end(tree, out, tmp_path / "log_end")
-    assert "kNN top-1" in end.out
+    # the final line says what the accuracy was measured on, and data loading and training time apart
+    assert re.search(r"kNN top-1 \d\.\d{4} \(k=10, 24 test images, bank of 72 training images\) after 3\.00 "
+                     r"epochs; data loading \d+ s, training \d+ s on CPU", end.out), end.out
+    run = json.loads((out / "run.json").read_text())
+    assert (run["knn_test_images"], run["knn_bank"]) == (24, 72) and run["data_time_s"] >= 0
     assert_same_run(out, reference)
 
 
@@ -403,7 +411,7 @@ def test_full_disk_while_logging(tree, reference, tmp_path):
     def full_metrics() -> None:
         import builtins
 
-        import simclr_lite.train as T
+        import simclr_lite.run as R
         count = [0]
 
         def fake_open(path, mode="r", *a, **k):
@@ -412,7 +420,7 @@ def test_full_disk_while_logging(tree, reference, tmp_path):
                 if count[0] == 5:  # the line of step 4, before step 4's checkpoint
                     raise OSError(errno.ENOSPC, "No space left on device", str(path))
             return builtins.open(path, mode, *a, **k)
-        T.open = fake_open
+        R.open = fake_open  # a module global shadows the builtin inside simclr_lite.run only
     child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log", hook=full_metrics)
     one_line_error(child, "No space left on device", str(out / "metrics.jsonl"), "free disk space", "--resume")
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
@@ -457,7 +465,7 @@ def test_bad_image_files(tmp_path, name, content, words):
     out = tmp_path / "out"
     one_line_error(cli(["pretrain", "--data", str(root), "--out", str(out), *TINY, "--epochs", "1"],
                        tmp_path / "log"), *words)
-    assert not (out / "checkpoint.pt").exists()
+    assert not out.exists()
     # skipped and counted with the flag
     ok = cli(["pretrain", "--data", str(root), "--out", str(tmp_path / "skip"), *TINY, "--epochs", "1",
               "--skip-bad-images", "true"], tmp_path / "log2")
@@ -472,6 +480,7 @@ def test_no_readable_images_names_the_folder(tmp_path):
     one_line_error(cli(["pretrain", "--data", str(root), "--out", str(tmp_path / "o"), *TINY, "--epochs", "1",
                         "--skip-bad-images", "true"], tmp_path / "log"),
                    f"{root / 'train'} holds no readable images", "6 unreadable files skipped")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "zero-byte", "flipped"])
@@ -488,7 +497,7 @@ def test_corrupt_archive(tmp_path, damage):
     (root / "train.tar.gz").write_bytes(data)
     one_line_error(cli(["pretrain", "--data", str(root), "--out", str(tmp_path / "o"), *TINY, "--epochs", "1"],
                        tmp_path / "log"), str(root / "train.tar.gz"), "download or copy it again")
-    assert not (tmp_path / "o" / "checkpoint.pt").exists()
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("args,words", [
@@ -514,7 +523,30 @@ def test_bad_flag_values(tree, tmp_path, args, words):
     out = tmp_path / "o"
     one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(out), *TINY, "--epochs", "1", *args],
                        tmp_path / "log"), *words)
-    assert not (out / "checkpoint.pt").exists() and not (out / "config.json").exists()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "archive", "no_train", "batch_too_large"])
+def test_refused_pretrain_creates_no_run_folder(tree, tmp_path, case):
+    """The fault table's "nothing is written" rows: a refused run leaves no --out folder behind."""
+    if case == "missing":
+        data, words = tmp_path / "nowhere", ["does not exist", "--data"]
+    elif case == "empty":
+        data, words = tmp_path / "empty", ["train/"]
+        data.mkdir()
+    elif case == "archive":  # the archive itself as --data, not the folder holding it
+        data, words = tmp_path / "train.tar.gz", ["train.tar.gz"]
+        with tarfile.open(data, "w:gz") as tar:
+            tar.add(tree / "train", arcname="train")
+    elif case == "no_train":
+        data, words = tmp_path / "only_test", ["train"]
+        shutil.copytree(tree / "test", data / "test")
+    else:  # data read, then refused: 72 images cannot fill a batch of 96
+        data, words = tree, ["batch size 96 is larger than the 72 training images"]
+    out = tmp_path / "deep" / "out"
+    one_line_error(cli(["pretrain", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1",
+                        *(["--batch-size", "96"] if case == "batch_too_large" else [])], tmp_path / "log"), *words)
+    assert not out.exists() and not out.parent.exists()
 
 
 def test_output_folder_of_another_tool_or_a_file(tree, tmp_path):
