@@ -90,7 +90,36 @@ def test_missing_data_path(tmp_path):
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     one_line_error(cli("pretrain", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x"), *TINY),
-                   "train/")
+                   "train/", "--data PATH", "SIMCLR_DATA", "--download true")
+
+
+def test_download_true_fetches_into_a_fresh_clones_data_folder(tmp_path, monkeypatch):
+    """data/ of a fresh clone exists (it holds a README): `--download true` must fetch CIFAR-10 into it.
+    torchvision's download is faked (no internet here): it extracts a tiny cifar-10-batches-py."""
+    import pickle
+
+    import numpy as np
+    from torchvision.datasets import utils as tv_utils
+
+    from simclr_lite.__main__ import main
+    calls = []
+
+    def fake(url, download_root, extract_root=None, filename=None, md5=None, remove_finished=False):
+        calls.append(url)
+        folder = Path(download_root) / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {"data": rng.integers(0, 256, (12, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(12)]}
+            (folder / name).write_bytes(pickle.dumps(batch))
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "README.md").write_text("Datasets land here.")
+    monkeypatch.setenv("SIMCLR_DATA", str(data))      # no --data: the default root, as in a fresh clone
+    assert main(["pretrain", "--out", str(tmp_path / "run"), *TINY, "--download", "true"]) == 0
+    assert calls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
 
 
 def test_corrupt_image(tmp_path):
