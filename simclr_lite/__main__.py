@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
             pre.add_argument(flag, type=_number(kind, flag), default=None, help=_HELP.get(f.name, ""))
 
     ev = sub.add_parser("evaluate", help="evaluate a run's encoder (kNN, linear or fine-tuning)",
-                        description="Evaluate the encoder of a run folder; prints top-1 and writes eval.json.")
+                        description="Evaluate the encoder of a run folder; prints top-1 and what it was measured "
+                                    "on, and writes eval_<protocol>.json (each protocol's latest result) and "
+                                    "eval.json (the latest of any protocol).")
     ev.add_argument("run", help="run folder written by 'pretrain'")
     ev.add_argument("--protocol", default="knn", choices=["knn", "linear", "finetune"])
     ev.add_argument("--data", default=None, help="dataset (default: the run's --data)")
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of labels for fine-tuning (class-balanced; Table 7 uses 0.01 and 0.1)")
     ev.add_argument("--test-limit", type=_number(int, "--test-limit"), default=None,
                     help="evaluate on a random subset of N test images")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar while decoding images")
     return p
 
 
@@ -175,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .data import label_subset, load_dataset
     from .distributed import resolve_device
-    from .evaluate import extract_features, fine_tune, knn_accuracy, linear_eval
+    from .evaluate import describe_result, extract_features, fine_tune, knn_accuracy, linear_eval, save_result
     from .train import _stream_features, describe_device, load_run, stream_datasets, subset_indices
 
     run = Path(args.run)
@@ -191,9 +194,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         xtr, ytr = torch.arange(len(train_ds)), train_ds.labels
         xte, yte = torch.arange(len(test_ds)), test_ds.labels
     else:
-        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images)
+        progress = False if args.no_progress else None
+        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
+                                         progress=progress)
         xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
-                                   classes=classes)
+                                   classes=classes, progress=progress)
     if args.test_limit:
         keep = subset_indices(len(xte), args.test_limit, cfg.seed + 1)
         xte, yte = xte[keep], yte[keep]
@@ -207,21 +212,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fte = extract_features(model.encoder, xte, device=dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
-            result["k"] = args.k
+            result["k"] = min(args.k, len(ftr))   # knn_predict uses at most the whole bank
         else:
             result.update(linear_eval(ftr, ytr, fte, yte, epochs=args.epochs or 100))
+            result["epochs"] = args.epochs or 100
     else:
         keep = label_subset(ytr, args.label_fraction, cfg.seed) if args.label_fraction < 1 else torch.arange(len(ytr))
         result.update(fine_tune(model.encoder, xtr[keep], ytr[keep], xte, yte, epochs=args.epochs or 30,
                                 device=dev))
-        result["label_fraction"] = args.label_fraction
+        result.update(label_fraction=args.label_fraction, labelled_images=len(keep), epochs=args.epochs or 30)
     result.update({"train_images": len(xtr), "test_images": len(xte), "device": describe_device(dev),
                    "wall_time_s": round(time.time() - t0, 2)})
-    tmp = run / ".eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(run / "eval.json")
-    print(f"{args.protocol} top-1 {result['top1']:.4f} ({len(xte)} test images, {result['wall_time_s']:.0f} s); "
-          f"written to {run / 'eval.json'}")
+    own, latest = save_result(run, result)
+    print(f"{describe_result(result)}; {result['wall_time_s']:.0f} s; written to {own} and {latest.name}")
     return 0
 
 

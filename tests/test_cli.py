@@ -47,17 +47,45 @@ def trained(tree, tmp_path_factory) -> Path:
     return out
 
 
-def test_pretrain_and_evaluate(trained):
+def test_pretrain_and_evaluate(trained, tree, capsys):
+    """Each protocol keeps its latest result in eval_<protocol>.json (linear no longer erases kNN), eval.json
+    is the latest of any, the values are those of the library on the run's data, and every printed
+    accuracy says what it was measured on."""
+    from simclr_lite.__main__ import main
+    from simclr_lite.data import load_dataset
+    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
+    from simclr_lite.train import load_run
+
     for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "run.json"):
         assert (trained / f).exists()
-    p = cli("evaluate", str(trained), "--protocol", "knn", "--k", "10")
-    assert p.returncode == 0, p.stderr
-    res = json.loads((trained / "eval.json").read_text())
-    assert res["protocol"] == "knn" and 0 <= res["top1"] <= 1 and "device" in res
-    assert f"{res['top1']:.4f}" in p.stdout
-    p = cli("evaluate", str(trained), "--protocol", "linear", "--epochs", "5")
-    assert p.returncode == 0, p.stderr
-    assert json.loads((trained / "eval.json").read_text())["protocol"] == "linear"
+    assert main(["evaluate", str(trained), "--protocol", "knn", "--k", "10", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    knn = json.loads((trained / "eval_knn.json").read_text())
+    assert json.loads((trained / "eval.json").read_text()) == knn
+    assert knn["protocol"] == "knn" and knn["k"] == 10 and "device" in knn
+    model, _ = load_run(trained)
+    xtr, ytr, classes = load_dataset(tree, True, size=16)
+    xte, yte, _ = load_dataset(tree, False, size=16, classes=classes)
+    ftr, fte = extract_features(model.encoder, xtr), extract_features(model.encoder, xte)
+    assert knn["top1"] == knn_accuracy(ftr, ytr, fte, yte, k=10) > 0.5   # 3 separable classes: chance is 1/3
+    assert (f"knn top-1 {knn['top1']:.4f} on 24 test images (k=10 nearest of a bank of 72 train images)"
+            in out), out
+    assert main(["evaluate", str(trained), "--protocol", "linear", "--epochs", "5", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    linear = json.loads((trained / "eval_linear.json").read_text())
+    assert linear["top1"] == linear_eval(ftr, ytr, fte, yte, epochs=5)["top1"] and linear["epochs"] == 5
+    assert json.loads((trained / "eval_knn.json").read_text()) == knn                # kept
+    assert json.loads((trained / "eval.json").read_text()) == linear                  # the latest
+    assert (f"linear top-1 {linear['top1']:.4f}, top-5 1.0000 on 24 test images (a linear classifier on "
+            f"frozen h of 72 train images, 5 epochs)") in out, out
+    assert main(["evaluate", str(trained), "--protocol", "finetune", "--epochs", "1", "--label-fraction", "0.5",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    ft = json.loads((trained / "eval_finetune.json").read_text())
+    assert ft["labelled_images"] == 36 and ft["label_fraction"] == 0.5 and ft["test_images"] == 24
+    assert "on 24 test images (encoder + linear layer fine-tuned on 36 labelled train images" in out, out
+    assert {p.name for p in trained.glob("eval*.json")} == {"eval.json", "eval_knn.json", "eval_linear.json",
+                                                             "eval_finetune.json"}
 
 
 def test_help_lists_every_flag():
