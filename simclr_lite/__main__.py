@@ -86,6 +86,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        if getattr(ns, "command", None) == "pretrain" and ns.out is None and not ns.print_config:
+            self.exit(2, f"error: the following arguments are required: --out; see '{self.prog} pretrain --help'\n")
+        return ns
+
+
+def _shown(value: Any) -> str:
+    """A default as typed on the command line: true/false for booleans."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
 
 def _number(kind: type, flag: str):
     def parse(text: str):
@@ -111,22 +122,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="python -m simclr_lite", description="SimCLR pretraining and evaluation (simclr_lite).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    default_preset = "cifar10-cpu"
     pre = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR",
-                         description="Pretrain with SimCLR. Start from a preset; any field can be overridden.")
-    pre.add_argument("--preset", default="cifar10-cpu", choices=list(PRESETS),
-                     help="starting configuration (default: cifar10-cpu)")
-    pre.add_argument("--out", required=True, help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json")
+                         description=f"Pretrain with SimCLR. Start from a preset; any field can be overridden. "
+                                     f"Each field's help ends with its default (Config's) and, where the default "
+                                     f"preset {default_preset} sets another value, that value; "
+                                     f"'--preset NAME --print-config' prints the full config a preset and flags give.")
+    pre.add_argument("--preset", default=default_preset, choices=list(PRESETS),
+                     help=f"starting configuration (default: {default_preset})")
+    pre.add_argument("--out", default=None,
+                     help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json (required, except "
+                          "with --print-config)")
     pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.add_argument("--print-config", action="store_true",
+                     help="print the full config (JSON) that --preset and the other flags give, and exit; "
+                          "writes nothing")
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "bool": bool}.get(str(f.type).split(" ")[0], str)
+        text = _HELP.get(f.name, "")
+        if f.default is not None:
+            text += f" (default: {_shown(f.default)}"
+            in_preset = PRESETS[default_preset].get(f.name, f.default)
+            text += f"; {default_preset}: {_shown(in_preset)})" if in_preset != f.default else ")"
         if kind is bool:
-            pre.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=text)
         elif kind is str:
-            pre.add_argument(flag, type=str, default=None, help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=str, default=None, help=text)
         else:
-            pre.add_argument(flag, type=_number(kind, flag), default=None, help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=_number(kind, flag), default=None, help=text)
 
     ev = sub.add_parser("evaluate", help="evaluate a run's encoder (kNN, linear or fine-tuning)",
                         description="Evaluate the encoder of a run folder; prints top-1 and what it was measured "
@@ -228,9 +253,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_print_config(args: argparse.Namespace) -> int:
+    """``pretrain --print-config``: the validated config of ``--preset`` plus the given flags, as JSON on
+    stdout; touches no file (``--out`` is neither needed nor created)."""
+    from .train import Config, preset
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name, None) is not None}
+    cfg = preset(args.preset, **overrides)
+    cfg.validate()
+    print(json.dumps({"preset": args.preset, **dataclasses.asdict(cfg)}, indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "pretrain" and args.print_config:
+            return cmd_print_config(args)
         return cmd_pretrain(args) if args.command == "pretrain" else cmd_evaluate(args)
     except SimCLRError as e:
         rank = os.environ.get("RANK", "0")

@@ -1,6 +1,7 @@
 """python -m simclr_lite: every bad input is one clear line, a non-zero exit, and nothing lost."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -88,12 +89,48 @@ def test_pretrain_and_evaluate(trained, tree, capsys):
                                                              "eval_finetune.json"}
 
 
-def test_help_lists_every_flag():
+def test_help_lists_every_flag_with_its_default():
+    import dataclasses
+
+    from simclr_lite.train import PRESETS, Config
     p = cli("pretrain", "--help")
     assert p.returncode == 0
+    text = " ".join(p.stdout.split())          # argparse wraps lines: compare with spaces collapsed
     for flag in ("--epochs", "--batch-size", "--lr", "--temperature", "--seed", "--device", "--preset",
-                 "--resume", "--data", "--out"):
+                 "--resume", "--data", "--out", "--print-config"):
         assert flag in p.stdout
+    from simclr_lite.__main__ import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub.choices["pretrain"]._actions}
+    shown = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+    for f in dataclasses.fields(Config):
+        if f.default is None:               # --data: its help names $SIMCLR_DATA and data/
+            continue
+        in_preset = PRESETS["cifar10-cpu"].get(f.name, f.default)
+        tail = f"; cifar10-cpu: {shown(in_preset)})" if in_preset != f.default else ")"
+        assert helps[f.name].endswith(f"(default: {shown(f.default)}{tail}"), (f.name, helps[f.name])
+        assert "".join(helps[f.name].split()) in "".join(text.split()), f.name   # --help prints it (wrapped)
+    assert "--batch-size BATCH_SIZE" in text and "(default: 512; cifar10-cpu: 256)" in text
+
+
+def test_print_config_shows_a_presets_full_config_and_writes_nothing(tmp_path, capsys):
+    import dataclasses
+
+    from simclr_lite.__main__ import main
+    from simclr_lite.train import preset
+    out = tmp_path / "run"
+    assert main(["pretrain", "--preset", "cifar10-gpu", "--print-config", "--lr", "2", "--out", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"preset": "cifar10-gpu", **dataclasses.asdict(preset("cifar10-gpu", lr=2.0))}
+    assert shown["arch"] == "resnet18" and shown["batch_size"] == 512 and shown["lr"] == 2.0
+    assert not out.exists()
+    # no --out needed; the preset rule "--epochs without --time-budget turns the budget off" is applied
+    assert main(["pretrain", "--print-config", "--epochs", "3"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["preset"] == "cifar10-cpu" and shown["epochs"] == 3 and shown["time_budget"] == 0.0
+    assert main(["pretrain", "--print-config", "--batch-size", "1"]) == 2       # validated like a run
+    assert "batch size must be at least 2" in capsys.readouterr().err
+    one_line_error(cli("pretrain", *TINY), "required", "--out")
 
 
 @pytest.mark.parametrize("args,words", [
