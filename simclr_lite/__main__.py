@@ -88,6 +88,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        if getattr(ns, "command", None) == "pretrain" and ns.out is None and not ns.print_config:
+            self.exit(2, f"error: the following arguments are required: --out; see '{self.prog} pretrain --help'\n")
+        return ns
+
+
+def _shown(value: Any) -> str:
+    """A default as typed on the command line: true/false for booleans."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
 
 def _number(kind: type, flag: str):
     def parse(text: str):
@@ -113,25 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="python -m simclr_lite", description="SimCLR pretraining and evaluation (simclr_lite).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    default_preset = "cifar10-cpu"
     pre = sub.add_parser("pretrain", help="pretrain an encoder with SimCLR",
-                         description="Pretrain with SimCLR. Start from a preset; any field can be overridden.")
-    pre.add_argument("--preset", default="cifar10-cpu", choices=list(PRESETS),
-                     help="starting configuration (default: cifar10-cpu)")
-    pre.add_argument("--out", required=True, help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json")
+                         description=f"Pretrain with SimCLR. Start from a preset; any field can be overridden. "
+                                     f"Each field's help ends with its default (Config's) and, where the default "
+                                     f"preset {default_preset} sets another value, that value; "
+                                     f"'--preset NAME --print-config' prints the full config a preset and flags give.")
+    pre.add_argument("--preset", default=default_preset, choices=list(PRESETS),
+                     help=f"starting configuration (default: {default_preset})")
+    pre.add_argument("--out", default=None,
+                     help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json (required, except "
+                          "with --print-config)")
     pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.add_argument("--print-config", action="store_true",
+                     help="print the full config (JSON) that --preset and the other flags give, and exit; "
+                          "writes nothing")
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float, "bool": bool}.get(str(f.type).split(" ")[0], str)
+        text = _HELP.get(f.name, "")
+        if f.default is not None:
+            text += f" (default: {_shown(f.default)}"
+            in_preset = PRESETS[default_preset].get(f.name, f.default)
+            text += f"; {default_preset}: {_shown(in_preset)})" if in_preset != f.default else ")"
         if kind is bool:
-            pre.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=text)
         elif kind is str:
-            pre.add_argument(flag, type=str, default=None, help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=str, default=None, help=text)
         else:
-            pre.add_argument(flag, type=_number(kind, flag), default=None, help=_HELP.get(f.name, ""))
+            pre.add_argument(flag, type=_number(kind, flag), default=None, help=text)
 
     ev = sub.add_parser("evaluate", help="evaluate a run's encoder (kNN, linear or fine-tuning)",
-                        description="Evaluate the encoder of a run folder; prints top-1 and writes eval.json.")
+                        description="Evaluate the encoder of a run folder; prints top-1 and what it was measured "
+                                    "on, and writes eval_<protocol>.json (each protocol's latest result) and "
+                                    "eval.json (the latest of any protocol).")
     ev.add_argument("run", help="run folder written by 'pretrain'")
     ev.add_argument("--protocol", default="knn", choices=["knn", "linear", "finetune"])
     ev.add_argument("--data", default=None, help="dataset (default: the run's --data)")
@@ -143,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of labels for fine-tuning (class-balanced; Table 7 uses 0.01 and 0.1)")
     ev.add_argument("--test-limit", type=_number(int, "--test-limit"), default=None,
                     help="evaluate on a random subset of N test images")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar while decoding images")
     return p
 
 
@@ -181,7 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .data import label_subset, load_dataset
     from .distributed import describe_device, resolve_device
-    from .evaluate import fine_tune, knn_accuracy, linear_eval
+    from .evaluate import describe_result, fine_tune, knn_accuracy, linear_eval, save_result
     from .run import load_run
     from .sampling import subset_indices
     from .splits import Split, stream_datasets
@@ -199,9 +227,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         xtr, ytr = torch.arange(len(train_ds)), train_ds.labels
         xte, yte = torch.arange(len(test_ds)), test_ds.labels
     else:
-        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images)
+        progress = False if args.no_progress else None
+        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
+                                         progress=progress)
         xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
-                                   classes=classes)
+                                   classes=classes, progress=progress)
     if args.test_limit:
         keep = subset_indices(len(xte), args.test_limit, cfg.seed + 1)
         xte, yte = xte[keep], yte[keep]
@@ -212,27 +242,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fte = Split(xte, yte, test_ds if stream else None).features(model.encoder, cfg, dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
-            result["k"] = args.k
+            result["k"] = min(args.k, len(ftr))   # knn_predict uses at most the whole bank
         else:
             result.update(linear_eval(ftr, ytr, fte, yte, epochs=args.epochs or 100))
+            result["epochs"] = args.epochs or 100
     else:
         keep = label_subset(ytr, args.label_fraction, cfg.seed) if args.label_fraction < 1 else torch.arange(len(ytr))
         result.update(fine_tune(model.encoder, xtr[keep], ytr[keep], xte, yte, epochs=args.epochs or 30,
                                 device=dev))
-        result["label_fraction"] = args.label_fraction
+        result.update(label_fraction=args.label_fraction, labelled_images=len(keep), epochs=args.epochs or 30)
     result.update({"train_images": len(xtr), "test_images": len(xte), "device": describe_device(dev),
                    "wall_time_s": round(time.time() - t0, 2)})
-    tmp = run / ".eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(run / "eval.json")
-    print(f"{args.protocol} top-1 {result['top1']:.4f} ({len(xte)} test images, {result['wall_time_s']:.0f} s); "
-          f"written to {run / 'eval.json'}")
+    own, latest = save_result(run, result)
+    print(f"{describe_result(result)}; {result['wall_time_s']:.0f} s; written to {own} and {latest.name}")
+    return 0
+
+
+def cmd_print_config(args: argparse.Namespace) -> int:
+    """``pretrain --print-config``: the validated config of ``--preset`` plus the given flags, as JSON on
+    stdout; touches no file (``--out`` is neither needed nor created)."""
+    from .train import Config, preset
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name, None) is not None}
+    cfg = preset(args.preset, **overrides)
+    cfg.validate()
+    print(json.dumps({"preset": args.preset, **dataclasses.asdict(cfg)}, indent=2))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "pretrain" and args.print_config:
+            return cmd_print_config(args)
         return cmd_pretrain(args) if args.command == "pretrain" else cmd_evaluate(args)
     except SimCLRError as e:
         rank = os.environ.get("RANK", "0")

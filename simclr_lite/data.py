@@ -8,6 +8,8 @@ arrays so that the second load of CIFAR-10 takes well under a second.
 
 Where the data comes from, in order: the ``root`` argument, else the
 ``SIMCLR_DATA`` environment variable, else ``data/`` in the repository.
+With ``download=True``, CIFAR-10 is fetched there by torchvision whenever no
+dataset is found at that root (``data/`` of a fresh clone holds only a README).
 A CIFAR-10 root may hold torchvision's ``cifar-10-batches-py`` folder, an
 ImageFolder tree ``train/<class>/*.jpg`` + ``test/<class>/*.jpg`` (also
 under ``cifar10/``), or the ``train.tar.gz`` / ``test.tar.gz`` archives of
@@ -23,6 +25,7 @@ import io
 import lzma
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -39,6 +42,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_ROOT = PACKAGE_ROOT.parent / "data"
+# The three ways to get data, named by every "no data" error (the CLI's flags; SIMCLR_DATA for the book).
+HOW_TO_GET_DATA = "pass --data PATH, set SIMCLR_DATA=PATH, or add --download true to fetch CIFAR-10"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -109,10 +114,10 @@ def _list_folder(folder: Path) -> list[tuple[str, Path]]:
             if f.is_file() and not f.name.startswith(".")]
 
 
-def _walk_folder(folder: Path) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (class, name, bytes) for every file of an ImageFolder tree."""
-    for c, f in _list_folder(folder):
-        yield c, str(f), f.read_bytes()
+def _walk_folder(folder: Path) -> tuple[Iterator[tuple[str, str, bytes]], int]:
+    """(class, name, bytes) for every file of an ImageFolder tree, read lazily, and the number of files."""
+    files = _list_folder(folder)
+    return ((c, str(f), f.read_bytes()) for c, f in files), len(files)
 
 
 def _decode_file(data: bytes, name: str, size: int | None) -> np.ndarray:
@@ -145,17 +150,23 @@ def _walk_tar(archive: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
 
 def decode_items(items: Iterable[tuple[str, str, bytes]], size: int | None = None,
                  skip_bad: bool = False, classes: list[str] | None = None, source: str | None = None,
+                 progress: bool | None = None, total: int | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
     """Decode (class, name, bytes) triples into ``(images, labels, classes, skipped)``.
 
     Non-image files and corrupt images raise :class:`DataError` unless
     ``skip_bad``, in which case they are counted in ``skipped``. Images of
     different sizes need ``size`` (they are resized to ``size x size``).
+    A tqdm bar (of ``total`` files, if known) shows on stderr with ``progress=True``, or with ``None`` when
+    stderr is a terminal (not in notebooks or logs): CIFAR-10's first decode takes seconds, later loads none.
     """
     arrays: list[np.ndarray] = []
     names: list[str] = []
-    skipped = 0
-    shape = None
+    skipped, shape = 0, None
+    if progress or (progress is None and sys.stderr is not None and sys.stderr.isatty()):
+        from tqdm.auto import tqdm
+        items = tqdm(items, total=total, desc=f"decoding {Path(source or 'images').name}", unit="img",
+                     file=sys.stderr, dynamic_ncols=True)
     for cls, name, data in items:
         try:
             arr = _decode_file(data, name, size)
@@ -192,14 +203,10 @@ def _looks_like_image(data: bytes) -> bool:
 
 
 # ------------------------------------------------------------------ caching
-def _cache_key(source: Path, extra: str) -> str:
-    st = source.stat()
-    h = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{extra}".encode()).hexdigest()
-    return h[:16]
-
-
 def _cached(source: Path, extra: str, build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    path = cache_dir() / f"{source.name.replace('.', '_')}-{extra.replace('/', '_')}-{_cache_key(source, extra)}.npz"
+    st = source.stat()  # the key: path, size and mtime of the source, and what was decoded from it
+    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{extra}".encode()).hexdigest()[:16]
+    path = cache_dir() / f"{source.name.replace('.', '_')}-{extra.replace('/', '_')}-{key}.npz"
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -228,34 +235,55 @@ def _find_cifar_source(root: Path, split: str) -> tuple[str, Path] | None:
     return None
 
 
+def download_cifar10(root: str | os.PathLike) -> Path:
+    """Fetch CIFAR-10 into ``root/cifar-10-batches-py`` (torchvision downloads the archive, checks its MD5,
+    extracts it; the archive is then deleted) and return that folder; failing, a one-line :class:`DataError`."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import utils as tv_utils
+
+    root = Path(root).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        print(f"downloading CIFAR-10 from {CIFAR10.url} to {root}", file=sys.stderr)
+        tv_utils.download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename,
+                                              md5=CIFAR10.tgz_md5, remove_finished=True)
+    except (OSError, RuntimeError, tarfile.TarError, EOFError) as e:  # URLError is an OSError
+        raise DataError(f"could not download CIFAR-10 to {root} ({type(e).__name__}: {str(e)[:160]}); "
+                        f"check the internet connection, or pass --data PATH to a copy") from None
+    return root / CIFAR10.base_folder
+
+
 def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 as ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``.
 
     Reads torchvision's format, an ImageFolder tree or its ``.tar.gz`` archive
     under the data root (see :func:`data_root`), downloading with torchvision
-    when ``download`` is true and nothing is found. Decoded arrays are cached
-    (see :func:`cache_dir`). Book: chapter 1.
+    (:func:`download_cifar10`) when ``download`` is true and nothing is found.
+    Decoded arrays are cached (see :func:`cache_dir`). ``progress``: see
+    :func:`decode_items`. Book: chapter 1.
     """
     root_path = data_root(root)
     split = "train" if train else "test"
     if not root_path.exists() and not download:
-        raise DataError(f"data path {root_path} does not exist; pass --data PATH (or set SIMCLR_DATA) "
-                        f"to a CIFAR-10 root, or allow the download")
-    found = _find_cifar_source(root_path, split)
+        raise DataError(f"data path {root_path} does not exist; {HOW_TO_GET_DATA}")
+    found = _find_cifar_source(root_path, split) if root_path.exists() else None
     if found is None and download:
-        import torchvision
-        root_path.mkdir(parents=True, exist_ok=True)
-        torchvision.datasets.CIFAR10(str(root_path), train=train, download=True)
+        download_cifar10(root_path)
         found = _find_cifar_source(root_path, split)
     if found is None:
-        raise DataError(f"no CIFAR-10 {split} split under {root_path}: expected cifar-10-batches-py/, "
-                        f"{split}/<class>/*.jpg or {split}.tar.gz; pass --data PATH or allow the download")
+        raise DataError(f"no CIFAR-10 {split} split under {root_path} (expected cifar-10-batches-py/, "
+                        f"{split}/<class>/*.jpg or {split}.tar.gz); {HOW_TO_GET_DATA}")
     kind, source = found
     if kind == "pickle":
         return _load_cifar_pickle(source, train)
-    walk = (lambda: _walk_tar(source, split)) if kind == "tar" else (lambda: _walk_folder(source))
-    images, labels, classes = _cached(source, f"{split}-32", lambda: decode_items(walk(), 32, classes=list(CIFAR10_CLASSES))[:3])
+
+    def build() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        items, total = (_walk_tar(source, split), None) if kind == "tar" else _walk_folder(source)
+        return decode_items(items, 32, classes=list(CIFAR10_CLASSES), source=str(source), progress=progress,
+                            total=total)[:3]
+
+    images, labels, _ = _cached(source, f"{split}-32", build)
     return images, labels
 
 
@@ -276,13 +304,14 @@ def _load_cifar_pickle(folder: Path, train: bool) -> tuple[torch.Tensor, torch.T
 
 # --------------------------------------------------------------- ImageFolder
 def load_image_folder(path: str | os.PathLike, size: int | None = None, skip_bad: bool = False,
-                      classes: list[str] | None = None, cache: bool = True,
+                      classes: list[str] | None = None, cache: bool = True, progress: bool | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Any ImageFolder tree (``<path>/<class>/<image>``) or ``.tar(.gz)`` of one.
 
     Images of any mode become RGB; with ``size`` they are resized and
     centre-cropped to ``size x size`` (required when sizes differ). Returns
-    ``(images uint8 (N, 3, H, W), labels int64 (N,), classes)``.
+    ``(images uint8 (N, 3, H, W), labels int64 (N,), classes)``. ``progress``:
+    see :func:`decode_items`.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -293,15 +322,16 @@ def load_image_folder(path: str | os.PathLike, size: int | None = None, skip_bad
         walk = lambda: _walk_folder(p)  # noqa: E731
     elif _is_tarfile(p):
         split = p.name.split(".")[0]
-        walk = lambda: _walk_tar(p, split)  # noqa: E731
+        walk = lambda: (_walk_tar(p, split), None)  # noqa: E731
     elif p.name.lower().endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
         raise DataError(f"archive {p} is corrupt, truncated or not a tar archive; download or copy it again")
     else:
         raise DataError(f"{p} is neither a folder nor a tar archive; pass an ImageFolder tree")
 
     def build() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        images, labels, cls, skipped = decode_items(walk(), size, skip_bad=skip_bad, classes=classes,
-                                                    source=str(p))
+        items, total = walk()
+        images, labels, cls, skipped = decode_items(items, size, skip_bad=skip_bad, classes=classes,
+                                                    source=str(p), progress=progress, total=total)
         if skipped:
             print(f"skipped {skipped} unreadable files in {p}")
         return images, labels, cls
@@ -319,30 +349,38 @@ def _is_tarfile(p: Path) -> bool:
         return False
 
 
+def _split_source(root: Path, split: str) -> Path | None:
+    """The ImageFolder tree or archive of ``split`` under ``root`` (``test`` may be ImageNet's ``val``)."""
+    for name in _split_names(split):
+        for cand in (root / name, root / f"{name}.tar.gz", root / f"{name}.tar"):
+            if cand.exists():
+                return cand
+    return None
+
+
 def load_dataset(path: str | os.PathLike | None, train: bool, size: int | None = None,
                  download: bool = False, skip_bad: bool = False, classes: list[str] | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The CLI's loader: a CIFAR-10 root, or any tree with ``train/`` and ``test/``."""
+                 progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The CLI's loader: a CIFAR-10 root, or any tree with ``train/`` and ``test/`` (or ``val/``). With
+    ``download``, CIFAR-10 is fetched into a root that holds neither, such as a fresh clone's ``data/``."""
     root = data_root(path)
     split = "train" if train else "test"
-    if root.exists() and _find_cifar_source(root, split) is not None and _is_cifar(root, split):
-        x, y = load_cifar10(root, train=train)
+    if download and not (root.is_dir() and any(_find_cifar_source(root, s) or _split_source(root, s)
+                                               for s in ("train", "test"))):
+        download_cifar10(root)
+    if root.exists() and _is_cifar(root, split):
+        x, y = load_cifar10(root, train=train, progress=progress)
         if size is not None and size != 32:
             x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear",
                                                 antialias=True).round().clamp(0, 255).to(torch.uint8)
         return x, y, list(CIFAR10_CLASSES)
     if not root.exists():
-        if download:
-            x, y = load_cifar10(root, train=train, download=True)
-            return x, y, list(CIFAR10_CLASSES)
-        raise DataError(f"data path {root} does not exist; pass --data PATH (a CIFAR-10 root or a "
-                        f"folder with train/ and test/ ImageFolder trees)")
-    for name in _split_names(split):
-        for cand in (root / name, root / f"{name}.tar.gz", root / f"{name}.tar"):
-            if cand.exists():
-                return load_image_folder(cand, size=size, skip_bad=skip_bad, classes=classes)
-    raise DataError(f"no {split}/ folder under {root}; expected {root}/{split}/<class>/<image> "
-                    f"(or a CIFAR-10 root)")
+        raise DataError(f"data path {root} does not exist; {HOW_TO_GET_DATA}")
+    source = _split_source(root, split)
+    if source is not None:
+        return load_image_folder(source, size=size, skip_bad=skip_bad, classes=classes, progress=progress)
+    raise DataError(f"no dataset under {root}: no {split}/ folder ({root}/{split}/<class>/<image>) and no "
+                    f"CIFAR-10; {HOW_TO_GET_DATA}")
 
 
 def _split_names(split: str) -> tuple[str, ...]:

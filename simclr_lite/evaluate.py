@@ -11,8 +11,10 @@ Book: chapter 6 (``book/06_evaluation.ipynb``).
 """
 from __future__ import annotations
 
+import json
 import math
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -183,3 +185,29 @@ def raw_pixel_features(images: torch.Tensor) -> torch.Tensor:
     """Flattened, per-image-centred pixels: the baseline "representation" of chapter 1."""
     x = images.float().div(255).flatten(1)
     return x - x.mean(1, keepdim=True)
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    """One line saying what a protocol's top-1 was measured on: test images, train (bank or labelled)
+    images, and k or epochs. ``evaluate`` prints it; keys as in :func:`save_result`."""
+    p, n_test = result["protocol"], result["test_images"]
+    what = {"knn": f"k={result.get('k')} nearest of a bank of {result.get('train_images')} train images",
+            "linear": f"a linear classifier on frozen h of {result.get('train_images')} train images, "
+                      f"{result.get('epochs')} epochs",
+            "finetune": f"encoder + linear layer fine-tuned on {result.get('labelled_images')} labelled train "
+                        f"images (label fraction {result.get('label_fraction')}), {result.get('epochs')} epochs",
+            }.get(p, f"{result.get('train_images')} train images")
+    top5 = f", top-5 {result['top5']:.4f}" if "top5" in result else ""
+    return f"{p} top-1 {result['top1']:.4f}{top5} on {n_test} test images ({what})"
+
+
+def save_result(run: str | Path, result: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``result`` to ``eval_<protocol>.json`` (each protocol's latest) and ``eval.json`` (the latest
+    of any protocol, ``{"protocol", "top1", ...}``) in the run folder, each atomically; return both paths."""
+    run = Path(run)
+    paths = (run / f"eval_{result['protocol']}.json", run / "eval.json")
+    for path in paths:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(path)
+    return paths

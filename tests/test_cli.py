@@ -1,6 +1,7 @@
 """python -m simclr_lite: every bad input is one clear line, a non-zero exit, and nothing lost."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -47,25 +48,89 @@ def trained(tree, tmp_path_factory) -> Path:
     return out
 
 
-def test_pretrain_and_evaluate(trained):
+def test_pretrain_and_evaluate(trained, tree, capsys):
+    """Each protocol keeps its latest result in eval_<protocol>.json (linear no longer erases kNN), eval.json
+    is the latest of any, the values are those of the library on the run's data, and every printed
+    accuracy says what it was measured on."""
+    from simclr_lite.__main__ import main
+    from simclr_lite.data import load_dataset
+    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
+    from simclr_lite.train import load_run
+
     for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "run.json"):
         assert (trained / f).exists()
-    p = cli("evaluate", str(trained), "--protocol", "knn", "--k", "10")
-    assert p.returncode == 0, p.stderr
-    res = json.loads((trained / "eval.json").read_text())
-    assert res["protocol"] == "knn" and 0 <= res["top1"] <= 1 and "device" in res
-    assert f"{res['top1']:.4f}" in p.stdout
-    p = cli("evaluate", str(trained), "--protocol", "linear", "--epochs", "5")
-    assert p.returncode == 0, p.stderr
-    assert json.loads((trained / "eval.json").read_text())["protocol"] == "linear"
+    assert main(["evaluate", str(trained), "--protocol", "knn", "--k", "10", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    knn = json.loads((trained / "eval_knn.json").read_text())
+    assert json.loads((trained / "eval.json").read_text()) == knn
+    assert knn["protocol"] == "knn" and knn["k"] == 10 and "device" in knn
+    model, _ = load_run(trained)
+    xtr, ytr, classes = load_dataset(tree, True, size=16)
+    xte, yte, _ = load_dataset(tree, False, size=16, classes=classes)
+    ftr, fte = extract_features(model.encoder, xtr), extract_features(model.encoder, xte)
+    assert knn["top1"] == knn_accuracy(ftr, ytr, fte, yte, k=10) > 0.5   # 3 separable classes: chance is 1/3
+    assert (f"knn top-1 {knn['top1']:.4f} on 24 test images (k=10 nearest of a bank of 72 train images)"
+            in out), out
+    assert main(["evaluate", str(trained), "--protocol", "linear", "--epochs", "5", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    linear = json.loads((trained / "eval_linear.json").read_text())
+    assert linear["top1"] == linear_eval(ftr, ytr, fte, yte, epochs=5)["top1"] and linear["epochs"] == 5
+    assert json.loads((trained / "eval_knn.json").read_text()) == knn                # kept
+    assert json.loads((trained / "eval.json").read_text()) == linear                  # the latest
+    assert (f"linear top-1 {linear['top1']:.4f}, top-5 1.0000 on 24 test images (a linear classifier on "
+            f"frozen h of 72 train images, 5 epochs)") in out, out
+    assert main(["evaluate", str(trained), "--protocol", "finetune", "--epochs", "1", "--label-fraction", "0.5",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    ft = json.loads((trained / "eval_finetune.json").read_text())
+    assert ft["labelled_images"] == 36 and ft["label_fraction"] == 0.5 and ft["test_images"] == 24
+    assert "on 24 test images (encoder + linear layer fine-tuned on 36 labelled train images" in out, out
+    assert {p.name for p in trained.glob("eval*.json")} == {"eval.json", "eval_knn.json", "eval_linear.json",
+                                                             "eval_finetune.json"}
 
 
-def test_help_lists_every_flag():
+def test_help_lists_every_flag_with_its_default():
+    import dataclasses
+
+    from simclr_lite.train import PRESETS, Config
     p = cli("pretrain", "--help")
     assert p.returncode == 0
+    text = " ".join(p.stdout.split())          # argparse wraps lines: compare with spaces collapsed
     for flag in ("--epochs", "--batch-size", "--lr", "--temperature", "--seed", "--device", "--preset",
-                 "--resume", "--data", "--out"):
+                 "--resume", "--data", "--out", "--print-config"):
         assert flag in p.stdout
+    from simclr_lite.__main__ import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub.choices["pretrain"]._actions}
+    shown = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+    for f in dataclasses.fields(Config):
+        if f.default is None:               # --data: its help names $SIMCLR_DATA and data/
+            continue
+        in_preset = PRESETS["cifar10-cpu"].get(f.name, f.default)
+        tail = f"; cifar10-cpu: {shown(in_preset)})" if in_preset != f.default else ")"
+        assert helps[f.name].endswith(f"(default: {shown(f.default)}{tail}"), (f.name, helps[f.name])
+        assert "".join(helps[f.name].split()) in "".join(text.split()), f.name   # --help prints it (wrapped)
+    assert "--batch-size BATCH_SIZE" in text and "(default: 512; cifar10-cpu: 256)" in text
+
+
+def test_print_config_shows_a_presets_full_config_and_writes_nothing(tmp_path, capsys):
+    import dataclasses
+
+    from simclr_lite.__main__ import main
+    from simclr_lite.train import preset
+    out = tmp_path / "run"
+    assert main(["pretrain", "--preset", "cifar10-gpu", "--print-config", "--lr", "2", "--out", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"preset": "cifar10-gpu", **dataclasses.asdict(preset("cifar10-gpu", lr=2.0))}
+    assert shown["arch"] == "resnet18" and shown["batch_size"] == 512 and shown["lr"] == 2.0
+    assert not out.exists()
+    # no --out needed; the preset rule "--epochs without --time-budget turns the budget off" is applied
+    assert main(["pretrain", "--print-config", "--epochs", "3"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["preset"] == "cifar10-cpu" and shown["epochs"] == 3 and shown["time_budget"] == 0.0
+    assert main(["pretrain", "--print-config", "--batch-size", "1"]) == 2       # validated like a run
+    assert "batch size must be at least 2" in capsys.readouterr().err
+    one_line_error(cli("pretrain", *TINY), "required", "--out")
 
 
 @pytest.mark.parametrize("args,words", [
@@ -90,7 +155,36 @@ def test_missing_data_path(tmp_path):
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     one_line_error(cli("pretrain", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x"), *TINY),
-                   "train/")
+                   "train/", "--data PATH", "SIMCLR_DATA", "--download true")
+
+
+def test_download_true_fetches_into_a_fresh_clones_data_folder(tmp_path, monkeypatch):
+    """data/ of a fresh clone exists (it holds a README): `--download true` must fetch CIFAR-10 into it.
+    torchvision's download is faked (no internet here): it extracts a tiny cifar-10-batches-py."""
+    import pickle
+
+    import numpy as np
+    from torchvision.datasets import utils as tv_utils
+
+    from simclr_lite.__main__ import main
+    calls = []
+
+    def fake(url, download_root, extract_root=None, filename=None, md5=None, remove_finished=False):
+        calls.append(url)
+        folder = Path(download_root) / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {"data": rng.integers(0, 256, (12, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(12)]}
+            (folder / name).write_bytes(pickle.dumps(batch))
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "README.md").write_text("Datasets land here.")
+    monkeypatch.setenv("SIMCLR_DATA", str(data))      # no --data: the default root, as in a fresh clone
+    assert main(["pretrain", "--out", str(tmp_path / "run"), *TINY, "--download", "true"]) == 0
+    assert calls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
 
 
 def test_corrupt_image(tmp_path):

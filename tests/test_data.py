@@ -137,11 +137,94 @@ def test_empty_folder(tmp_path):
         load_dataset(tmp_path / "root", True)
 
 
+THREE_WAYS = ("--data PATH", "SIMCLR_DATA", "--download true")
+
+
 def test_no_split_folder(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "readme.txt").write_text("hi")
-    with pytest.raises(DataError, match="no train/ folder"):
+    with pytest.raises(DataError, match="no train/ folder") as e:
         load_dataset(tmp_path / "x", True)
+    assert all(w in str(e.value) for w in THREE_WAYS) and "\n" not in str(e.value)
+    with pytest.raises(DataError, match="does not exist") as e:
+        load_dataset(tmp_path / "nope", True)
+    assert all(w in str(e.value) for w in THREE_WAYS)
+
+
+# ------------------------------------------------- --download (torchvision's download faked: no internet)
+@pytest.fixture
+def fake_download(monkeypatch):
+    """torchvision's ``download_and_extract_archive``, replaced by one that extracts a tiny CIFAR-10
+    (20 images per batch file) where the real one would; returns the list of its calls."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import utils as tv_utils
+    calls = []
+
+    def fake(url, download_root, extract_root=None, filename=None, md5=None, remove_finished=False):
+        calls.append(dict(url=url, root=Path(download_root), filename=filename, md5=md5))
+        assert (url, filename, md5) == (CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5)  # checked download
+        _write_cifar_pickle(Path(extract_root or download_root))
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake)
+    return calls
+
+
+def test_download_into_a_root_that_exists_without_data(tmp_path, fake_download):
+    """A fresh clone's data/ holds only its README: --download true must still fetch CIFAR-10 there."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "README.md").write_text("Datasets land here.")
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_dataset(root, True)                       # without download: the one-line error, no fetch
+    assert fake_download == []
+    x, y, classes = load_dataset(root, True, download=True)
+    assert len(fake_download) == 1 and fake_download[0]["root"] == root
+    assert x.shape == (100, 3, 32, 32) and classes == list(CIFAR10_CLASSES) and y[:10].tolist() == list(range(10))
+    xt, _, _ = load_dataset(root, False, size=16, download=True)   # found now: no second download
+    assert xt.shape == (20, 3, 16, 16) and len(fake_download) == 1
+
+
+def test_download_creates_a_missing_root_and_skips_an_existing_dataset(tmp_path, tiny_tree, fake_download):
+    x, _ = load_cifar10(tmp_path / "new" / "cifar", train=False, download=True)
+    assert x.shape == (20, 3, 32, 32) and len(fake_download) == 1
+    x, _, classes = load_dataset(tiny_tree, True, download=True)   # a dataset is there: no download
+    assert x.shape[0] == 72 and classes == ["class0", "class1", "class2"] and len(fake_download) == 1
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision.datasets import utils as tv_utils
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match="could not download CIFAR-10 .*URLError.*--data PATH") as e:
+        load_dataset(tmp_path, True, download=True)
+    assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------- progress bar while decoding
+def test_progress_bar_while_decoding(tiny_tree, capsys):
+    x, _, _ = load_image_folder(tiny_tree / "train", cache=False, progress=True)
+    err = capsys.readouterr().err
+    assert "decoding train" in err and "72/72" in err and x.shape[0] == 72
+    y, _, _ = load_image_folder(tiny_tree / "train", cache=False)   # auto: stderr is not a terminal here
+    assert capsys.readouterr().err == "" and torch.equal(x, y)
+    load_image_folder(tiny_tree / "train", cache=False, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """progress=None shows the bar when stderr is a terminal, also for an archive (count, no total)."""
+    import sys
+    tree = make_tree(tmp_path / "src", per_class=4)
+    archive = tmp_path / "train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "train", arcname="train")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    x, _, _ = load_image_folder(archive, cache=False)
+    err = capsys.readouterr().err
+    assert "decoding train.tar.gz" in err and "12img" in err.replace(" ", "") and x.shape[0] == 12
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 10])

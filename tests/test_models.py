@@ -75,9 +75,22 @@ def test_stem_stride_reduces_resolution():
     assert a.conv1(x).shape[-1] == 32 and b.conv1(x).shape[-1] == 16
 
 
-def test_encoder_standardises_inputs():
-    enc = Encoder("resnet10", 0.25)
-    assert torch.allclose(enc.mean.flatten(), torch.tensor([0.4914, 0.4822, 0.4465]))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoder_standardises_inputs(dtype):
+    """The ResNet sees (x - mean) / std per channel: an image of the mean colour arrives as zeros, one of
+    mean + std as ones, whatever the dtype; and h is the ResNet of the standardised image."""
+    from simclr_lite.models import CIFAR10_MEAN, CIFAR10_STD
+    enc = Encoder("resnet10", 0.25).to(dtype).eval()
+    seen = []
+    enc.net.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    mean = torch.tensor(CIFAR10_MEAN, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD, dtype=dtype).view(1, 3, 1, 1)
+    enc(mean.expand(2, 3, 8, 8))
+    enc((mean + std).expand(2, 3, 8, 8))
+    assert seen[0].dtype == dtype and seen[0].abs().max() < 1e-6
+    assert torch.allclose(seen[1], torch.ones_like(seen[1]), atol=1e-6)
+    x = torch.rand(2, 3, 16, 16, dtype=dtype)
+    assert torch.allclose(enc(x), enc.net((x - mean) / std)) and not torch.allclose(enc(x), enc.net(x))
 
 
 @pytest.mark.parametrize("bad", [dict(arch="resnet7"), dict(width=0)])
