@@ -114,7 +114,9 @@ def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     mean, std = train_features.mean(0), train_features.std(0) + 1e-6
     xtr, xte = (train_features - mean) / std, (test_features - mean) / std
     num_classes = int(train_labels.max()) + 1
-    clf = nn.Linear(xtr.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):   # the classifier's initialisation is seeded too
+        torch.manual_seed(seed)
+        clf = nn.Linear(xtr.shape[1], num_classes)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(xtr) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -153,7 +155,10 @@ def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torc
     gcpu = torch.Generator().manual_seed(seed)
     num_classes = int(train_labels.max()) + 1
     feat_dim = getattr(encoder, "feat_dim", None) or extract_features(encoder, train_images[:2]).shape[1]
-    model = nn.Sequential(encoder, nn.Linear(feat_dim, num_classes)).to(device)
+    with torch.random.fork_rng(devices=[]):   # the new layer's initialisation is seeded too
+        torch.manual_seed(seed)
+        head = nn.Linear(feat_dim, num_classes)
+    model = nn.Sequential(encoder, head).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps_per_epoch = max(1, len(train_images) // batch_size)  # a subset smaller than a batch: one step
