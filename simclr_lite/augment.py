@@ -250,20 +250,25 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     chroma), so only the hue angle ``h6`` (in sixths of a turn) is computed, and
     RGB is rebuilt with the closed form ``max - chroma * clamp(min(k, 4 - k), 0, 1)``,
     ``k = (n + h6) mod 6`` for n = 5, 3, 1.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
-    r, g, b = x.unbind(dim=1)
-    maxc, minc = x.amax(dim=1), x.amin(dim=1)
-    chroma = maxc - minc
-    safe = torch.where(chroma == 0, 1.0, chroma)
-    # hue (in sixths) for max = r, g, b: (g - b)/c, 2 + (b - r)/c, 4 + (r - g)/c; one division for all three
-    is_r, is_g = maxc == r, maxc == g
-    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
-    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0)) + 6.0 * shift.view(-1, 1, 1)
-    h6 = torch.addcdiv(offset, num, safe)                              # hue + shift, in sixths
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    return _hue_sixths(x, 6.0 * shift.view(-1, 1, 1))
+
+
+def _hue_sixths(x: Tensor, shift6: Tensor, n: Tensor | None = None) -> Tensor:
+    """:func:`adjust_hue` with the shift in sixths of a turn, (B, 1, 1): 16 kernels (``n``: 5, 3, 1).
+
+    The hue in sixths is ``2 c + (x[c+1] - x[c+2]) / chroma`` for the channel c
+    holding the max (the first one on ties: red, then green), i.e. (g - b)/chroma,
+    2 + (b - r)/chroma or 4 + (r - g)/chroma; ``roll`` lines up the two channels.
+    """
+    maxc, c = x.max(dim=1)                                             # value and the channel holding it
+    chroma = maxc - x.amin(dim=1)
+    num = (x.roll(-1, dims=1) - x.roll(1, dims=1)).gather(1, c.unsqueeze(1)).squeeze(1)
+    # chroma 0 means a gray pixel, num 0: any positive divisor gives hue offset + 0
+    h6 = torch.addcdiv(torch.add(shift6, c, alpha=2), num, chroma.clamp_min(torch.finfo(x.dtype).tiny))
+    if n is None:
+        n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(h6.unsqueeze(1) + n, 6.0)
     return torch.addcmul(maxc.unsqueeze(1), chroma.unsqueeze(1), torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0),
                          value=-1.0)
 
@@ -296,8 +301,6 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
     :func:`adjust_brightness` etc.; factor 1 = unchanged for images not jittered
     or doing hue at that step), then the hue shift is applied to the images
     whose step it is.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     _check_p(p)
@@ -306,24 +309,58 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
               _jitter_range("contrast", contrast, 1.0, (0.0, inf)),
               _jitter_range("saturation", saturation, 1.0, (0.0, inf)),
               _jitter_range("hue", hue, 0.0, (-0.5, 0.5))]
-    B, dev = x.shape[0], x.device
-    f_bright, f_contrast, f_sat, shift = (_uniform(lo, hi, (B,), dev, generator) for lo, hi in ranges)
-    jitter = _coin(p, B, dev, generator)
-    order = torch.rand(B, 4, device=dev, generator=generator).argsort(dim=1)  # a random permutation per image
-    order = torch.where(jitter[:, None], order, -1)                          # -1: leave the image alone
+    draws = _draw_jitter(x.shape[0], ranges, p, x.device, generator)
+    return _apply_jitter(x, *draws, hue=ranges[3] != (0.0, 0.0))
 
-    for step in order.unbind(dim=1):          # step[i] = which op image i applies now (0 b, 1 c, 2 s, 3 h)
-        # blend f x + (1 - f) target, target = black (b), mean gray (c) or gray image (s); f = 1: no-op
-        f = torch.where(step == 0, f_bright, torch.where(step == 1, f_contrast,
-                                                         torch.where(step == 2, f_sat, 1.0)))
+
+def _draw_jitter(batch: int, ranges: Sequence[tuple[float, float]], p: float, device: torch.device,
+                 generator: torch.Generator | None) -> tuple[Tensor, ...]:
+    """:func:`color_jitter`'s random draws: 4 factors (B,) each, which images (B,), a permutation (B, 4)."""
+    factors = tuple(_uniform(lo, hi, (batch,), device, generator) for lo, hi in ranges)
+    jitter = _coin(p, batch, device, generator)
+    perm = torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1)   # a permutation per image
+    return (*factors, jitter, perm)
+
+
+def _apply_jitter(x: Tensor, f_bright: Tensor, f_contrast: Tensor, f_sat: Tensor, shift: Tensor, jitter: Tensor,
+                  perm: Tensor, hue: bool = True) -> Tensor:
+    """The deterministic part of :func:`color_jitter`: step i, image b applies op perm[b, i] (b, c, s, h).
+
+    Per step: one blend ``f x + (1 - f) target`` for the whole batch (target:
+    black, the mean gray level or the gray image; ``f = 1`` is a no-op), then
+    the hue rotation where it is the image's op (``hue=False``: no hue range).
+    """
+    f, w_mean, w_gray, is_hue, shift6 = _jitter_tables(f_bright, f_contrast, f_sat, shift, jitter, perm)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)   # for _hue_sixths
+    for i in range(4):
         gray = rgb_to_gray(x)
-        to_mean = torch.where(step == 1, (1.0 - f) * gray.mean(dim=(1, 2, 3)), 0.0)
-        to_gray = torch.where(step == 2, 1.0 - f, 0.0)
-        target = torch.addcmul(_per_image(to_mean), _per_image(to_gray), gray)   # (B, 1, H, W), two passes
-        x = torch.addcmul(target, _per_image(f), x).clamp_(0.0, 1.0)             # instead of four
-        if ranges[3] != (0.0, 0.0):  # x is a new tensor here: the hue may be written into it in place
-            x = _apply_where(step == 3, lambda imgs, idx: adjust_hue(imgs, shift[idx]), x, inplace=True)
+        target = torch.addcmul(w_mean[i] * gray.mean(dim=(1, 2, 3), keepdim=True), w_gray[i], gray)
+        x = torch.addcmul(target, f[i], x).clamp_(0.0, 1.0)      # a new tensor: the hue may go into it in place
+        if hue:
+            x = _apply_where(is_hue[i], lambda imgs, idx, i=i: _hue_sixths(
+                imgs, shift6[i] if idx is None else shift6[i, idx], n), x, inplace=True)
     return x
+
+
+def _jitter_tables(f_bright: Tensor, f_contrast: Tensor, f_sat: Tensor, shift: Tensor, jitter: Tensor,
+                   perm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per-step, per-image factor tables of :func:`color_jitter`, built once per batch (about 15 small kernels).
+
+    Row i of each table is step i: ``f`` the blend factor (1 where the image's op
+    at that step is the hue or where it is not jittered), ``w_mean`` / ``w_gray``
+    the weight ``1 - f`` of the mean gray level (contrast) / of the gray image
+    (saturation), ``is_hue`` and ``shift6`` (the hue shift in sixths of a turn).
+    Blend tables are (4, B, 1, 1, 1), so that row i broadcasts over a batch.
+    """
+    op = torch.where(jitter, perm.t(), -1)                                   # (4, B); -1: image left alone
+    factors = torch.stack([f_bright, f_contrast, f_sat, torch.ones_like(f_bright)])   # (4 ops, B)
+    f = torch.where(op >= 0, factors.gather(0, op.clamp(min=0)), 1.0)
+    w_mean = torch.where(op == 1, 1.0 - f, 0.0)
+    w_gray = torch.where(op == 2, 1.0 - f, 0.0)
+    is_hue = op == 3
+    shift6 = torch.where(is_hue, 6.0 * shift, 0.0)
+    table = torch.stack([f, w_mean, w_gray]).view(3, 4, -1, 1, 1, 1)
+    return table[0], table[1], table[2], is_hue, shift6.view(4, -1, 1, 1)
 
 
 def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
@@ -333,13 +370,14 @@ def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor
     On CPU only those images are computed (indexing is free there); on other
     devices ``fn`` runs on the whole batch and ``torch.where`` picks, because
     indexing by a mask would wait for the device (a host sync).
-    ``fn(images, index)`` gets the chosen images and their batch indices.
-    ``inplace``: on CPU write the results into ``x`` (for a tensor the caller owns).
+    ``fn(images, index)`` gets the chosen images and their batch indices
+    (``None``: the whole batch). ``inplace``: on CPU write the results into
+    ``x`` (for a tensor the caller owns).
     """
     if x.device.type == "cpu":
         idx = mask.nonzero().squeeze(1)
         return (x.index_copy_ if inplace else x.index_copy)(0, idx, fn(x[idx], idx))
-    return torch.where(_per_image(mask), fn(x, torch.arange(x.shape[0], device=x.device)), x)
+    return torch.where(_per_image(mask), fn(x, None), x)
 
 
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
@@ -353,7 +391,11 @@ def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | Non
 
 
 def _random_grayscale(x: Tensor, p: float, generator: torch.Generator | None, inplace: bool = False) -> Tensor:
-    gray = _coin(p, x.shape[0], x.device, generator)
+    return _apply_gray(x, _coin(p, x.shape[0], x.device, generator), inplace)
+
+
+def _apply_gray(x: Tensor, gray: Tensor, inplace: bool = False) -> Tensor:
+    """Images where ``gray`` (B,) is true become their luma on 3 channels."""
     return _apply_where(gray, lambda imgs, idx: rgb_to_gray(imgs).expand_as(imgs), x, inplace=inplace)
 
 
@@ -406,10 +448,14 @@ def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5
     _check_images(x)
     _check_p(p)
     lo, hi = _check_range("sigma", sigma, low=1e-6)
+    sig = _uniform(lo, hi, (x.shape[0],), x.device, generator)
+    return _apply_blur(x, sig, _coin(p, x.shape[0], x.device, generator), kernel_fraction)
+
+
+def _apply_blur(x: Tensor, sig: Tensor, blur: Tensor, kernel_fraction: float = 0.1) -> Tensor:
+    """The deterministic part of :func:`gaussian_blur`: blur image b with sigma ``sig[b]`` where ``blur[b]``."""
     B, C, H, W = x.shape
     k = blur_kernel_size(min(H, W), kernel_fraction)
-    sig = _uniform(lo, hi, (B,), x.device, generator)
-    blur = _coin(p, B, x.device, generator)
     t = torch.linspace(-(k - 1) / 2, (k - 1) / 2, k, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (t / sig[:, None]) ** 2)
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(C, dim=0)   # (B*C, k)
@@ -547,10 +593,14 @@ class SimCLRAugment(torch.nn.Module):
 
     crop (area 0.08-1, ratio 3/4-4/3) + flip -> colour distortion of strength s
     -> optional Gaussian blur (p=0.5, sigma 0.1-2, kernel 10% of ``size``).
-    Same distribution as :func:`torchvision_pipeline` applied to each image,
-    but one set of batched tensor ops, with no host synchronisation.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
+    Same distribution as the per-image torchvision pipeline
+    (``simclr_lite.augment_reference.torchvision_pipeline``), but one set of
+    batched tensor ops, with no host synchronisation. A view is
+    :meth:`draw` (every random number, from ``generator``, a few (B,)-sized
+    kernels) then :meth:`apply` (a pure function of the images and those
+    tables); :meth:`concat` makes several views with one :meth:`apply`, so
+    the pixel work runs once for all of them (about half the kernel launches
+    for two views).
     """
 
     def __init__(self, size: int, strength: float = 0.5, blur: bool = False,
@@ -566,26 +616,72 @@ class SimCLRAugment(torch.nn.Module):
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One random view of each image: uint8 or float (B, 3, H, W) -> float32 (B, 3, size, size)."""
-        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
-        if images.dtype == torch.uint8:
-            x = images.float().div_(255.0)
-        elif images.is_floating_point():
-            x = images.float()
-        else:
-            raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-        B, _, H, W = x.shape
-        boxes = sample_crop_boxes(B, H, W, self.scale, self.ratio, generator, x.device)
-        x = resized_crop(x, boxes, self.size, flip=_coin(0.5, B, x.device, generator))
-        x = color_distortion(x, self.strength, generator)
+        x = _to_float(images)
+        return self.apply(x, self.draw(x.shape[0], x.shape[2], x.shape[3], generator, x.device))
+
+    def concat(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
+        """``torch.cat([self(x, generator=g) for x, g in zip(images, generators)])``, the same views.
+
+        Each chunk's random tables come from its own generator (so a view does
+        not depend on how the batch is split), then one :meth:`apply` runs on
+        all the chunks at once. The chunks must share their height and width.
+        """
+        if len(images) != len(generators) or not images:
+            raise ValueError(f"concat needs one generator per image batch, got {len(images)} batches and "
+                             f"{len(generators)} generators")
+        xs = [_to_float(x) for x in images]
+        if len({x.shape[1:] for x in xs}) != 1:
+            raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in xs]}")
+        tables = [self.draw(x.shape[0], x.shape[2], x.shape[3], g, x.device) for x, g in zip(xs, generators)]
+        return self.apply(torch.cat(xs), {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
+
+    def draw(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
+             device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """Every random draw of one view, in a fixed order: tables with one row per image.
+
+        ``boxes`` (B, 4) and ``flip`` (crop), ``bright``, ``contrast``, ``sat``,
+        ``hue``, ``jitter`` and ``perm`` (B, 4) (colour jitter), ``gray``, and with
+        blur ``sigma`` and ``blur``.
+        """
+        s, dev = self.strength, device
+        if dev is None:
+            dev = generator.device if generator is not None else torch.device("cpu")
+        t = {"boxes": sample_crop_boxes(batch, height, width, self.scale, self.ratio, generator, dev),
+             "flip": _coin(0.5, batch, dev, generator)}
+        ranges = [(max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s)] * 3 + [(-0.2 * s, 0.2 * s)]
+        t.update(zip(("bright", "contrast", "sat", "hue", "jitter", "perm"),
+                     _draw_jitter(batch, ranges, 0.8, dev, generator)))
+        t["gray"] = _coin(0.2, batch, dev, generator)
         if self.blur:
-            x = gaussian_blur(x, (0.1, 2.0), p=0.5, generator=generator)
+            t["sigma"] = _uniform(0.1, 2.0, (batch,), dev, generator)
+            t["blur"] = _coin(0.5, batch, dev, generator)
+        return t
+
+    def apply(self, x: Tensor, t: dict[str, Tensor]) -> Tensor:
+        """The view of float images ``x`` (B, 3, H, W) given :meth:`draw`'s tables: no randomness here."""
+        x = resized_crop(x, t["boxes"], self.size, flip=t["flip"])
+        x = _apply_jitter(x, t["bright"], t["contrast"], t["sat"], t["hue"], t["jitter"], t["perm"],
+                          hue=self.strength > 0)
+        x = _apply_gray(x, t["gray"], inplace=True)                # x is a new tensor here
+        if self.blur:
+            x = _apply_blur(x, t["sigma"], t["blur"])
         return x
 
     def extra_repr(self) -> str:
         return (f"size={self.size}, strength={self.strength}, blur={self.blur}, "
                 f"scale={self.scale}, ratio=({self.ratio[0]:.4g}, {self.ratio[1]:.4g})")
+
+
+def _to_float(images: Tensor) -> Tensor:
+    """uint8 or float (B, 3, H, W) -> float32 in [0, 1]; a one-line error otherwise."""
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if images.is_floating_point():
+        return images.float()
+    raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
 
 
 class _ToFloat:

@@ -489,3 +489,82 @@ def test_repr_lists_parameters():
 def test_bad_inputs_raise_value_error_naming_the_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ----------------------------------------------------------------------------- fused colour steps: same views
+
+def _where_only(mask, fn, x, inplace=False):
+    """The device (GPU) code path of ``_apply_where``, forced on the CPU."""
+    return torch.where(mask.view(-1, 1, 1, 1), fn(x, None), x)
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+@pytest.mark.parametrize("strength,blur,hw,size,scale", [
+    (0.5, False, (32, 32), 32, (0.08, 1.0)),
+    (1.0, True, (32, 32), 32, (0.08, 1.0)),
+    (2.5, False, (40, 48), 24, (0.2, 1.0)),
+    (0.0, True, (32, 32), 32, (0.08, 1.0)),
+])
+def test_same_views_as_the_frozen_implementation(device_path, strength, blur, hw, size, scale, monkeypatch):
+    """For a given generator SimCLRAugment makes the views of the code before the fused colour steps
+    (tests/augment_v1.py, a frozen copy), on the CPU path and on the GPU path (torch.where)."""
+    import augment_v1
+    if device_path:
+        monkeypatch.setattr(A, "_apply_where", _where_only)
+    imgs = F.interpolate(smooth_images(48, seed=3).float(), size=hw).round().to(torch.uint8)
+    aug = A.SimCLRAugment(size, strength, blur, scale=scale)
+    for seed in range(3):
+        new = aug(imgs, generator=gen(seed))
+        old = augment_v1.simclr_augment_v1(imgs, size, strength, blur, scale, generator=gen(seed))
+        assert (new - old).abs().max() <= 1e-6
+
+
+def test_color_jitter_same_as_the_frozen_implementation(monkeypatch):
+    import augment_v1
+    x = rand_images(64)
+    args = dict(brightness=(0.3, 1.7), contrast=0.9, saturation=0.0, hue=0.3, p=0.6)
+    old = augment_v1.color_jitter(x, **args, generator=gen(4))
+    assert (A.color_jitter(x, **args, generator=gen(4)) - old).abs().max() <= 1e-6
+    monkeypatch.setattr(A, "_apply_where", _where_only)
+    assert (A.color_jitter(x, **args, generator=gen(4)) - old).abs().max() <= 1e-6
+
+
+def test_concat_equals_one_call_per_chunk():
+    imgs = smooth_images(24)
+    aug = A.SimCLRAugment(24, strength=1.0, blur=True)
+    chunks = [imgs[:8], imgs[8:], imgs[:5].float() / 255]
+    gens = [gen(1), gen(2), gen(3)]
+    expected = torch.cat([aug(c, generator=g) for c, g in zip(chunks, [gen(1), gen(2), gen(3)])])
+    assert torch.equal(aug.concat(chunks, gens), expected)
+    with pytest.raises(ValueError, match="one generator per image batch"):
+        aug.concat(chunks, gens[:2])
+    with pytest.raises(ValueError, match="one image shape"):
+        aug.concat([imgs, imgs[:, :, :16]], [None, None])
+
+
+def _kernel_count(fn) -> int:
+    """Non-view aten ops (each one kernel launch on a GPU) that ``fn`` dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func.overloadpacket.__name__ not in ("empty", "scalar_tensor", "lift_fresh"):
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
+def test_far_fewer_kernels_per_view_on_the_device_path():
+    """Meta tensors take the GPU code path: 294 kernels per view before, 222 now, 150 per view with concat."""
+    import augment_v1
+    x = torch.empty(512, 3, 32, 32, dtype=torch.uint8, device="meta")
+    aug = A.SimCLRAugment(32)
+    old = _kernel_count(lambda: augment_v1.simclr_augment_v1(x, 32))
+    one = _kernel_count(lambda: aug(x))
+    two = _kernel_count(lambda: aug.concat([x, x], [None, None]))
+    assert old >= 280 and one <= 0.8 * old and two / 2 <= 0.55 * old, (old, one, two)
