@@ -629,11 +629,14 @@ class SimCLRAugment(torch.nn.Module):
         if len(images) != len(generators) or not images:
             raise ValueError(f"concat needs one generator per image batch, got {len(images)} batches and "
                              f"{len(generators)} generators")
-        xs = [_to_float(x) for x in images]
-        if len({x.shape[1:] for x in xs}) != 1:
-            raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in xs]}")
-        tables = [self.draw(x.shape[0], x.shape[2], x.shape[3], g, x.device) for x, g in zip(xs, generators)]
-        return self.apply(torch.cat(xs), {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
+        for x in images:
+            _to_float(x[:0] if isinstance(x, Tensor) else x)             # checks each batch's shape and dtype
+        if len({x.shape[1:] for x in images}) != 1:
+            raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in images]}")
+        same_dtype = len({x.dtype for x in images}) == 1
+        x = _to_float(torch.cat(images)) if same_dtype else torch.cat([_to_float(x) for x in images])
+        tables = [self.draw(c.shape[0], c.shape[2], c.shape[3], g, x.device) for c, g in zip(images, generators)]
+        return self.apply(x, {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
 
     def draw(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
              device: torch.device | str | None = None) -> dict[str, Tensor]:
