@@ -6,7 +6,7 @@ uint8 images with
 
 * ``simclr_lite.augment.SimCLRAugment`` (batched tensor ops on the device;
   on a CPU with all threads and with 1 thread),
-* ``simclr_lite.augment.torchvision_pipeline`` (the same parameters, per
+* ``simclr_lite.augment_reference.torchvision_pipeline`` (the same parameters, per
   image) in one process and in DataLoader workers on all the same cores,
 * lightly 1.6's ``SimCLRTransform`` (PIL, per image) in DataLoader workers,
 * kornia 0.9's batched ``AugmentationSequential`` equivalent, same device,
@@ -41,11 +41,8 @@ import time
 import _common as C
 import torch
 
-from simclr_lite.augment import (
-    SimCLRAugment,
-    blur_kernel_size,
-    torchvision_pipeline,
-)
+from simclr_lite.augment import SimCLRAugment, blur_kernel_size
+from simclr_lite.augment_reference import torchvision_pipeline
 
 
 # ----------------------------------------------------------------------------- kernel launches

@@ -44,7 +44,8 @@ import time
 import _common as C
 import torch
 
-from simclr_lite.augment import SimCLRAugment, torchvision_pipeline
+from simclr_lite.augment import SimCLRAugment
+from simclr_lite.augment_reference import torchvision_pipeline
 from simclr_lite.losses import nt_xent
 from simclr_lite.models import build_simclr
 from simclr_lite.optim import build_optimizer
@@ -80,7 +81,7 @@ def lightly_parts():
     except Exception:  # noqa: BLE001 (lightly or one of its imports missing)
         from bench_loss import _LightlyNTXentCopy
         return (torchvision_pipeline(32, 0.5), _LightlyNTXentCopy(TEMPERATURE), False,
-                ("lightly not importable: simclr_lite.augment.torchvision_pipeline per image + copy of lightly's "
+                ("lightly not importable: simclr_lite.augment_reference.torchvision_pipeline per image + copy of lightly's "
                  "NTXentLoss"))
 
 

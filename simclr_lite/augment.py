@@ -15,15 +15,12 @@ learning. Appendix A gives the exact recipe, implemented here:
    sigma ~ U(0.1, 2) and a kernel of 10% of the image side.
 
 Instead of running torchvision's per-image transforms in DataLoader workers
-(:func:`torchvision_pipeline`, the reference), every op below takes a float
-batch ``x`` of shape (B, 3, H, W) in [0, 1], draws independent random
-parameters *per image* on ``x``'s device, and never leaves that device (no
-``.cpu()``, ``.item()`` or host syncs). Pass a ``torch.Generator`` living on
-``x``'s device for reproducible views. The other transformations of Fig. 4
-(cutout, rotation, Gaussian noise, Sobel filtering, colour drop) are here too,
-and :data:`OPERATORS` holds the seven of Fig. 5.
-
-Book: chapter 2, ``book/02_augmentations.ipynb``.
+(``augment_reference.torchvision_pipeline``, the reference), every op below
+takes a float batch ``x`` of shape (B, 3, H, W) in [0, 1], draws independent
+random parameters *per image* on ``x``'s device, and never leaves that device
+(no ``.cpu()``, ``.item()`` or host syncs). Pass a ``torch.Generator`` living
+on ``x``'s device for reproducible views. The rest of Fig. 4 and Fig. 5's
+operators: ``augment_fig4``. Book: chapter 2 (``book/02_augmentations.ipynb``).
 """
 from __future__ import annotations
 
@@ -32,16 +29,12 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
 from torch import Tensor
 
 __all__ = [
     "sample_crop_boxes", "resized_crop", "random_resized_crop", "horizontal_flip",
-    "rgb_to_gray", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
-    "color_jitter", "random_grayscale", "color_distortion", "color_drop",
-    "blur_kernel_size", "gaussian_blur", "rotate", "cutout", "gaussian_noise", "sobel",
-    "OPERATORS", "SimCLRAugment", "torchvision_pipeline",
+    "rgb_to_gray", "adjust_hue",
+    "color_jitter", "random_grayscale", "color_distortion", "blur_kernel_size", "gaussian_blur", "SimCLRAugment",
 ]
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma; torchvision writes 0.299 as 0.2989).
@@ -106,8 +99,6 @@ def sample_crop_boxes(batch: int, height: int, width: int,
 
     Returns an int64 tensor (batch, 4) of ``(top, left, h, w)`` on ``device``
     (default: the generator's device, else CPU).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     s_lo, s_hi = _check_range("scale", scale, low=1e-12)
     r_lo, r_hi = _check_range("ratio", ratio, low=1e-12)
@@ -153,8 +144,6 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
     clamped to the box, so pixels outside a box never leak in. ``flip`` (bool,
     (B,)) mirrors the chosen images horizontally for free by reversing their
     sampling grid.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     out_h, out_w = (size, size) if isinstance(size, int) else size
@@ -182,8 +171,6 @@ def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.
 
     Boxes come from :func:`sample_crop_boxes` (torchvision's RandomResizedCrop
     distribution); resizing is :func:`resized_crop` (bilinear, no antialias).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     boxes = sample_crop_boxes(x.shape[0], x.shape[2], x.shape[3], scale, ratio, generator, x.device)
@@ -191,10 +178,7 @@ def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.
 
 
 def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
-    """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip").
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip")."""
     _check_images(x)
     _check_p(p)
     flip = _coin(p, x.shape[0], x.device, generator)
@@ -204,42 +188,9 @@ def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None
 # ----------------------------------------------------------------------------- colour
 
 def rgb_to_gray(x: Tensor) -> Tensor:
-    """Luma (B, 1, H, W) with torchvision's ``rgb_to_grayscale`` weights (0.2989, 0.587, 0.114).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Luma (B, 1, H, W) with torchvision's ``rgb_to_grayscale`` weights (0.2989, 0.587, 0.114)."""
     r, g, b = x.unbind(dim=1)
     return (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2]).unsqueeze(1)
-
-
-def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
-    """torchvision's ``_blend``: ``factor * img + (1 - factor) * other``, clamped to [0, 1]."""
-    factor = _per_image(factor)
-    return (factor * img + (1.0 - factor) * other).clamp(0.0, 1.0)
-
-
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_brightness``: scale by ``factor`` (B,) (blend with black).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, 0.0, factor)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_contrast``: blend with the image's mean gray level.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, rgb_to_gray(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_saturation``: blend with the grayscale image.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, rgb_to_gray(x), factor)
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
@@ -298,7 +249,7 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
     own permutation of the four). As in torchvision, each argument may also be
     a (min, max) range. Batched: at each of the 4 steps every image is
     blended with its own target (black / mean gray / gray image, as
-    :func:`adjust_brightness` etc.; factor 1 = unchanged for images not jittered
+    ``augment_reference.adjust_brightness`` etc.; factor 1 = unchanged for images not jittered
     or doing hue at that step), then the hue shift is applied to the images
     whose step it is.
     """
@@ -381,10 +332,7 @@ def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor
 
 
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
-    """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels."""
     _check_images(x)
     _check_p(p)
     return _random_grayscale(x, p, generator)
@@ -405,8 +353,6 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
     ``RandomApply([ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)], p=0.8)`` then
     ``RandomGrayscale(p=0.2)``. The paper uses s=1 on ImageNet and s=0.5 on
     CIFAR-10 (Appendix B.9). s must be in [0, 2.5] (hue 0.2s at most 0.5).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     if not 0.0 <= strength <= 2.5:
         raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
@@ -415,22 +361,10 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
     return _random_grayscale(x, 0.2, generator, inplace=True)  # color_jitter's output is a new tensor
 
 
-def color_drop(x: Tensor) -> Tensor:
-    """Fig. 4(e) "color drop": every image becomes grayscale (3 equal channels).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    return rgb_to_gray(x).expand_as(x).contiguous()
-
-
-# ----------------------------------------------------------------------------- blur & the other Fig. 4 ops
+# ----------------------------------------------------------------------------- blur (Appendix A, ImageNet)
 
 def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
-    """Gaussian kernel side: ``fraction`` of the image side, made odd, at least 3 (32 -> 3, 224 -> 23).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Gaussian kernel side: ``fraction`` of the image side, made odd, at least 3 (32 -> 3, 224 -> 23)."""
     return max(3, int(side * fraction) // 2 * 2 + 1)
 
 
@@ -442,8 +376,6 @@ def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5
     done separably for the whole batch as two grouped convolutions with one
     1-D kernel per image. The kernel side comes from :func:`blur_kernel_size`
     of ``min(H, W)``.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     _check_p(p)
@@ -466,127 +398,7 @@ def _apply_blur(x: Tensor, sig: Tensor, blur: Tensor, kernel_fraction: float = 0
     return torch.where(_per_image(blur), y.view(B, C, H, W), x)
 
 
-def rotate(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(g): rotate each square image by a random one of {90, 180, 270} degrees.
-
-    Counter-clockwise, i.e. ``TF.rotate(img, 90 * k)`` = ``torch.rot90(img, k, dims=(-2, -1))``.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    if x.shape[2] != x.shape[3]:
-        raise ValueError(f"rotate needs square images, got shape {tuple(x.shape)}")
-    k = _per_image(torch.randint(1, 4, (x.shape[0],), device=x.device, generator=generator))
-    r1, r2, r3 = (torch.rot90(x, i, dims=(2, 3)) for i in (1, 2, 3))
-    return torch.where(k == 1, r1, torch.where(k == 2, r2, r3))
-
-
-def cutout(x: Tensor, size_fraction: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(f) cutout (DeVries & Taylor, 2017): zero one random square per image.
-
-    Our choice: the square's side is uniform in {1, ..., round(size_fraction * min(H, W))}
-    pixels (so "up to half the image" by default) and it lies fully inside the
-    image, at a uniformly random position.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    if not 0.0 < size_fraction <= 1.0:
-        raise ValueError(f"size_fraction must be in (0, 1], got {size_fraction}")
-    B, _, H, W = x.shape
-    max_side = max(1, round(size_fraction * min(H, W)))
-    u = torch.rand(B, 3, device=x.device, generator=generator)
-    side = (torch.floor(u[:, 0] * max_side) + 1).clamp(max=max_side)
-    top = torch.minimum(torch.floor(u[:, 1] * (H - side + 1)), H - side)
-    left = torch.minimum(torch.floor(u[:, 2] * (W - side + 1)), W - side)
-    rows = torch.arange(H, device=x.device, dtype=side.dtype)
-    cols = torch.arange(W, device=x.device, dtype=side.dtype)
-    in_rows = (rows >= top[:, None]) & (rows < (top + side)[:, None])     # (B, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + side)[:, None])   # (B, W)
-    hole = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)       # (B, 1, H, W)
-    return x.masked_fill(hole, 0.0)
-
-
-def gaussian_noise(x: Tensor, std: Sequence[float] = (0.0, 0.1), generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(h): add N(0, sigma^2) pixel noise, sigma ~ U(std) per image, then clamp to [0, 1].
-
-    Our choice of the default std range (0, 0.1) on the [0, 1] scale: visible but
-    not destructive noise.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    lo, hi = _check_range("std", std)
-    sigma = _uniform(lo, hi, (x.shape[0],), x.device, generator)
-    noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-    return (x + _per_image(sigma) * noise).clamp(0.0, 1.0)
-
-
-def sobel(x: Tensor) -> Tensor:
-    """Fig. 4(j) Sobel filtering: gradient magnitude of the luma, divided by its per-image max.
-
-    Replicate padding keeps the size; a flat image gives zeros. Output on 3 channels.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    gray = F.pad(rgb_to_gray(x), (1, 1, 1, 1), mode="replicate")
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
-    grad = F.conv2d(gray, torch.stack([kx, kx.t()]).unsqueeze(1))   # (B, 2, H, W): d/dx, d/dy
-    mag = grad.pow(2).sum(dim=1, keepdim=True).sqrt()
-    mag = mag / mag.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    return mag.expand_as(x).contiguous()
-
-
-# ----------------------------------------------------------------------------- Fig. 5 and the full pipeline
-
-def _crop_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 5 "crop": random resized crop back to the input size, plus random flip."""
-    _check_images(x)
-    B, _, H, W = x.shape
-    boxes = sample_crop_boxes(B, H, W, generator=generator, device=x.device)
-    return resized_crop(x, boxes, (H, W), flip=_coin(0.5, B, x.device, generator))
-
-
-def _cutout_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return cutout(x, generator=generator)
-
-
-def _color_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return color_distortion(x, strength=1.0, generator=generator)
-
-
-def _sobel_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return sobel(x)
-
-
-def _noise_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return gaussian_noise(x, generator=generator)
-
-
-def _blur_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return gaussian_blur(x, generator=generator)
-
-
-def _rotate_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return rotate(x, generator=generator)
-
-
-#: The 7 transformations of Fig. 5, each ``f(x, generator=None)`` keeping the image size.
-#: Each is its Appendix A / Fig. 4 definition with default parameters: "color" is colour
-#: distortion of strength 1 (the ImageNet default, jitter p=0.8 + grayscale p=0.2) and
-#: "blur" keeps its p=0.5; "crop" includes the random flip.
-#: Book: chapter 2, book/02_augmentations.ipynb (chapter 3 reproduces Fig. 5).
-OPERATORS: dict[str, Callable[[Tensor, torch.Generator | None], Tensor]] = {
-    "crop": _crop_op,
-    "cutout": _cutout_op,
-    "color": _color_op,
-    "sobel": _sobel_op,
-    "noise": _noise_op,
-    "blur": _blur_op,
-    "rotate": _rotate_op,
-}
-
+# ----------------------------------------------------------------------------- the full pipeline
 
 class SimCLRAugment(torch.nn.Module):
     """SimCLR's augmentation (Appendix A) for a whole batch on its own device; call twice for two views.
@@ -685,44 +497,3 @@ def _to_float(images: Tensor) -> Tensor:
     if images.is_floating_point():
         return images.float()
     raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-
-
-class _ToFloat:
-    """uint8 CHW tensor or PIL image -> float32 CHW in [0, 1] (ToTensor for tensors too)."""
-
-    def __call__(self, img: Tensor | object) -> Tensor:
-        if not isinstance(img, Tensor):
-            img = TF.pil_to_tensor(img)
-        return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
-
-    def __repr__(self) -> str:
-        return "ToFloat()"
-
-
-def torchvision_pipeline(size: int, strength: float = 0.5, blur: bool = False,
-                         scale: Sequence[float] = (0.08, 1.0),
-                         ratio: Sequence[float] = (3 / 4, 4 / 3)) -> T.Compose:
-    """The per-image reference: Appendix A's pseudo-code as torchvision transforms.
-
-    This is what DataLoader workers run in the official / lightly-style SimCLR
-    code. Input: a uint8 CHW tensor or PIL image; output: float32 CHW in [0, 1].
-    The image is converted to float first, so every op works on floats (as
-    :class:`SimCLRAugment` does). ``RandomResizedCrop`` keeps torchvision's
-    default ``antialias=True`` (no difference from our batched crop when the
-    crop is not larger than ``size``).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    if not 0.0 <= strength <= 2.5:
-        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
-    s = strength
-    ops = [
-        _ToFloat(),
-        T.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
-        T.RandomHorizontalFlip(p=0.5),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-    ]
-    if blur:
-        ops.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0))], p=0.5))
-    return T.Compose(ops)
