@@ -109,7 +109,7 @@ def sample_crop_boxes(batch: int, height: int, width: int,
     aspect = torch.exp(_uniform(math.log(r_lo), math.log(r_hi), shape, device, generator))
     w = torch.round(torch.sqrt(area * aspect))
     h = torch.round(torch.sqrt(area / aspect))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    fits = (w.clamp(1, width) == w) & (h.clamp(1, height) == h)   # 1 <= side <= image side (sides are integers)
     first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first box that fits
     w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
 
@@ -125,8 +125,9 @@ def sample_crop_boxes(batch: int, height: int, width: int,
 
     # offsets uniform over all positions where the box fits (torch.randint(0, n - side + 1))
     u = torch.rand(batch, 2, device=device, generator=generator)
-    top = torch.minimum(torch.floor(u[:, 0] * (height - h + 1)), height - h)
-    left = torch.minimum(torch.floor(u[:, 1] * (width - w + 1)), width - w)
+    dh, dw = height - h, width - w
+    top = torch.minimum(torch.floor(u[:, 0] * (dh + 1)), dh)
+    left = torch.minimum(torch.floor(u[:, 1] * (dw + 1)), dw)
     top = torch.where(ok, top, float((height - fh) // 2))
     left = torch.where(ok, left, float((width - fw) // 2))
     return torch.stack([top, left, h, w], dim=1).long()
@@ -151,7 +152,7 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
     top, left, h, w = boxes.to(device=x.device, dtype=x.dtype).unbind(dim=1)
 
     def grid_coords(start: Tensor, length: Tensor, n_in: int, n_out: int) -> Tensor:
-        k = torch.arange(n_out, device=x.device, dtype=x.dtype) + 0.5
+        k = torch.arange(0.5, n_out, device=x.device, dtype=x.dtype)   # pixel centres 0.5, 1.5, ...
         src = start[:, None] + k * (length / n_out)[:, None] - 0.5   # pixel index, like F.interpolate
         src = torch.maximum(torch.minimum(src, (start + length - 1)[:, None]), start[:, None])
         return (2 * src + 1) / n_in - 1                              # grid_sample's [-1, 1] coordinates
@@ -405,14 +406,11 @@ class SimCLRAugment(torch.nn.Module):
 
     crop (area 0.08-1, ratio 3/4-4/3) + flip -> colour distortion of strength s
     -> optional Gaussian blur (p=0.5, sigma 0.1-2, kernel 10% of ``size``).
-    Same distribution as the per-image torchvision pipeline
-    (``simclr_lite.augment_reference.torchvision_pipeline``), but one set of
-    batched tensor ops, with no host synchronisation. A view is
-    :meth:`draw` (every random number, from ``generator``, a few (B,)-sized
-    kernels) then :meth:`apply` (a pure function of the images and those
-    tables); :meth:`concat` makes several views with one :meth:`apply`, so
-    the pixel work runs once for all of them (about half the kernel launches
-    for two views).
+    Same distribution as ``augment_reference.torchvision_pipeline`` per image,
+    but batched tensor ops with no host synchronisation. A view is :meth:`draw`
+    (every random number, from ``generator``) then :meth:`apply` (a pure
+    function of the images and those tables); :meth:`concat` makes several
+    views with one :meth:`apply` (half the kernel launches for two views).
     """
 
     def __init__(self, size: int, strength: float = 0.5, blur: bool = False,
@@ -434,15 +432,14 @@ class SimCLRAugment(torch.nn.Module):
     def concat(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
         """``torch.cat([self(x, generator=g) for x, g in zip(images, generators)])``, the same views.
 
-        Each chunk's random tables come from its own generator (so a view does
-        not depend on how the batch is split), then one :meth:`apply` runs on
-        all the chunks at once. The chunks must share their height and width.
+        Each chunk's random tables come from its own generator, then one
+        :meth:`apply` runs on all the chunks (of one image size) at once.
         """
         if len(images) != len(generators) or not images:
             raise ValueError(f"concat needs one generator per image batch, got {len(images)} batches and "
                              f"{len(generators)} generators")
         for x in images:
-            _to_float(x[:0] if isinstance(x, Tensor) else x)             # checks each batch's shape and dtype
+            _check_batch(x)
         if len({x.shape[1:] for x in images}) != 1:
             raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in images]}")
         same_dtype = len({x.dtype for x in images}) == 1
@@ -487,13 +484,16 @@ class SimCLRAugment(torch.nn.Module):
                 f"scale={self.scale}, ratio=({self.ratio[0]:.4g}, {self.ratio[1]:.4g})")
 
 
-def _to_float(images: Tensor) -> Tensor:
-    """uint8 or float (B, 3, H, W) -> float32 in [0, 1]; a one-line error otherwise."""
+def _check_batch(images: Tensor) -> None:
+    """A one-line error unless ``images`` is a uint8 or float (B, 3, H, W) batch."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    if images.is_floating_point():
-        return images.float()
-    raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+
+
+def _to_float(images: Tensor) -> Tensor:
+    """uint8 or float (B, 3, H, W) -> float32 in [0, 1]."""
+    _check_batch(images)
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()

@@ -407,7 +407,7 @@ def _where_only(mask, fn, x, inplace=False):
     return torch.where(mask.view(-1, 1, 1, 1), fn(x, None), x)
 
 
-@pytest.mark.parametrize("device_path", [False, True])
+@pytest.mark.parametrize("device_path", [False, True, "cuda"])
 @pytest.mark.parametrize("strength,blur,hw,size,scale", [
     (0.5, False, (32, 32), 32, (0.08, 1.0)),
     (1.0, True, (32, 32), 32, (0.08, 1.0)),
@@ -418,14 +418,19 @@ def test_same_views_as_the_frozen_implementation(device_path, strength, blur, hw
     """For a given generator SimCLRAugment makes the views of the code before the fused colour steps
     (tests/augment_v1.py, a frozen copy), on the CPU path and on the GPU path (torch.where)."""
     import augment_v1
-    if device_path:
+    dev = "cuda" if device_path == "cuda" else "cpu"
+    if dev == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    if device_path is True:
         monkeypatch.setattr(A, "_apply_where", _where_only)
-    imgs = F.interpolate(smooth_images(48, seed=3).float(), size=hw).round().to(torch.uint8)
+    imgs = F.interpolate(smooth_images(48, seed=3).float(), size=hw).round().to(torch.uint8).to(dev)
     aug = A.SimCLRAugment(size, strength, blur, scale=scale)
     for seed in range(3):
-        new = aug(imgs, generator=gen(seed))
-        old = augment_v1.simclr_augment_v1(imgs, size, strength, blur, scale, generator=gen(seed))
+        new = aug(imgs, generator=gen(seed, dev))
+        old = augment_v1.simclr_augment_v1(imgs, size, strength, blur, scale, generator=gen(seed, dev))
         assert (new - old).abs().max() <= 1e-6
+        assert torch.equal(aug.concat([imgs[:20], imgs[20:]], [gen(seed, dev), gen(seed + 9, dev)])[:20],
+                           aug(imgs[:20], generator=gen(seed, dev)))
 
 
 def test_color_jitter_same_as_the_frozen_implementation(monkeypatch):
@@ -469,11 +474,11 @@ def _kernel_count(fn) -> int:
 
 
 def test_far_fewer_kernels_per_view_on_the_device_path():
-    """Meta tensors take the GPU code path: 294 kernels per view before, 222 now, 150 per view with concat."""
+    """Meta tensors take the GPU code path: 294 kernels per view before, 217 now, 143.5 per view with concat."""
     import augment_v1
     x = torch.empty(512, 3, 32, 32, dtype=torch.uint8, device="meta")
     aug = A.SimCLRAugment(32)
     old = _kernel_count(lambda: augment_v1.simclr_augment_v1(x, 32))
     one = _kernel_count(lambda: aug(x))
     two = _kernel_count(lambda: aug.concat([x, x], [None, None]))
-    assert old >= 280 and one <= 0.8 * old and two / 2 <= 0.55 * old, (old, one, two)
+    assert old >= 280 and one <= 0.75 * old and two / 2 <= 0.5 * old, (old, one, two)
