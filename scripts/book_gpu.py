@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:       # run as a script from a checkout: this checkout's simclr_lite
+    sys.path.insert(0, str(REPO))
 LIMIT_S = 9 * 60          # the promise: a chapter in at most 9 minutes on one H200
 TRAIN_MINUTES = 6.5       # training time shared by a chapter's runs; the rest is start-up, data and evaluation
 QUICK_BASE = dict(arch="resnet10", width=0.125, stem_stride=2, batch_size=32, epochs=1, lr=1.0, warmup_epochs=0,
@@ -139,15 +141,16 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
     return out
 
 
-def run_chapter(chapter: int, quick: bool, data_root: str | None) -> dict[str, Any]:
-    """Every run of ``chapter``; the results file's contents."""
+def run_chapter(chapter: int, quick: bool, data_root: str | None,
+                train_minutes: float = TRAIN_MINUTES) -> dict[str, Any]:
+    """Every run of ``chapter``, sharing ``train_minutes`` of training; the results file's contents."""
     if chapter not in CHAPTERS:
         raise SystemExit(f"--chapter must be one of {sorted(CHAPTERS)}, got {chapter}")
     title, runs, extras = CHAPTERS[chapter]
     t_start = time.perf_counter()
     api = _train_api()
     data = load_data(data_root)
-    minutes = TRAIN_MINUTES / len(runs)
+    minutes = train_minutes / len(runs)
     records, extra = [], {}
     for name, overrides in runs:
         rec = one_run(name, overrides, minutes, quick, data)
@@ -174,12 +177,18 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--chapter", type=int, required=True, help=f"one of {sorted(CHAPTERS)}")
     ap.add_argument("--quick", action="store_true", help="tiny settings on the CPU (seconds): checks the script")
     ap.add_argument("--data", default=None, help="CIFAR-10 root or a folder with train/ and test/")
+    ap.add_argument("--train-minutes", type=float, default=TRAIN_MINUTES,
+                    help=f"training minutes shared by the chapter's runs (default {TRAIN_MINUTES}; less: a shorter "
+                         "check at full scale, e.g. in benchmarks/gpu_all.sh, written with --out elsewhere)")
     ap.add_argument("--out", default=None, help="results file (default book/results/gpu/chNN.json; "
                                                 "quick: chNN-quick.json)")
     args = ap.parse_args(argv)
     if not args.quick and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: the full-scale runs need one (use --quick to check the script on a CPU)")
-    result = run_chapter(args.chapter, args.quick, args.data)
+    if not 0 < args.train_minutes <= TRAIN_MINUTES:
+        raise SystemExit(f"--train-minutes must be in (0, {TRAIN_MINUTES}] to stay within {LIMIT_S} s, "
+                         f"got {args.train_minutes}")
+    result = run_chapter(args.chapter, args.quick, args.data, args.train_minutes)
     out = Path(args.out) if args.out else (
         REPO / "book" / "results" / "gpu" / f"ch{args.chapter:02d}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

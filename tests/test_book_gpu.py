@@ -62,6 +62,8 @@ def test_every_chapter_has_valid_full_scale_runs_within_the_limit(book_gpu):
 def test_bad_chapter_and_no_gpu_give_one_line_errors(book_gpu, tree):
     with pytest.raises(SystemExit, match="--chapter must be one of"):
         book_gpu.main(["--chapter", "9", "--quick", "--data", str(tree), "--out", "/dev/null"])
+    with pytest.raises(SystemExit, match="--train-minutes must be in"):
+        book_gpu.main(["--chapter", "1", "--quick", "--train-minutes", "7", "--data", str(tree)])
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA GPU here"):
             book_gpu.main(["--chapter", "1"])
