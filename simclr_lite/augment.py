@@ -432,9 +432,8 @@ class SimCLRAugment(torch.nn.Module):
     def concat(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
         """``torch.cat([self(x, generator=g) for x, g in zip(images, generators)])``, the same views.
 
-        Each chunk's random tables come from its own generator, then one
-        :meth:`apply` runs on all the chunks (of one image size) at once.
-        """
+        Each chunk's tables come from its own generator, then one :meth:`apply`
+        runs on all the chunks at once (on a CPU one per chunk: faster there)."""
         if len(images) != len(generators) or not images:
             raise ValueError(f"concat needs one generator per image batch, got {len(images)} batches and "
                              f"{len(generators)} generators")
@@ -442,19 +441,20 @@ class SimCLRAugment(torch.nn.Module):
             _check_batch(x)
         if len({x.shape[1:] for x in images}) != 1:
             raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in images]}")
-        same_dtype = len({x.dtype for x in images}) == 1
-        x = _to_float(torch.cat(images)) if same_dtype else torch.cat([_to_float(x) for x in images])
+        if images[0].device.type == "cpu":
+            return torch.cat([self(x, generator=g) for x, g in zip(images, generators)])
+        return self._concat_joined(images, generators)
+
+    def _concat_joined(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
+        """:meth:`concat` with one :meth:`apply` for all the chunks (what a GPU runs)."""
+        x = torch.cat([_to_float(x) for x in images])
         tables = [self.draw(c.shape[0], c.shape[2], c.shape[3], g, x.device) for c, g in zip(images, generators)]
         return self.apply(x, {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
 
     def draw(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
              device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """Every random draw of one view, in a fixed order: tables with one row per image.
-
-        ``boxes`` (B, 4) and ``flip`` (crop), ``bright``, ``contrast``, ``sat``,
-        ``hue``, ``jitter`` and ``perm`` (B, 4) (colour jitter), ``gray``, and with
-        blur ``sigma`` and ``blur``.
-        """
+        """Every random draw of one view, in a fixed order: one row per image of ``boxes``, ``flip``,
+        ``bright``, ``contrast``, ``sat``, ``hue``, ``jitter``, ``perm``, ``gray`` (blur: ``sigma``, ``blur``)."""
         s, dev = self.strength, device
         if dev is None:
             dev = generator.device if generator is not None else torch.device("cpu")
