@@ -106,6 +106,12 @@ def _version(module: str) -> str | None:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit when this module was first imported (``+dirty`` if the tree had changes then),
+    so that edits made while a long benchmark runs do not relabel its results."""
+    return _COMMIT_AT_START
+
+
+def _git_commit_now() -> str | None:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10, check=False).stdout.strip()
@@ -114,6 +120,9 @@ def git_commit() -> str | None:
         return (rev + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+_COMMIT_AT_START = _git_commit_now()
 
 
 def machine(device: torch.device) -> dict[str, Any]:

@@ -6,7 +6,7 @@ uint8 images with
 
 * ``simclr_lite.augment.SimCLRAugment`` (batched tensor ops on the device;
   on a CPU with all threads and with 1 thread),
-* ``simclr_lite.augment.torchvision_pipeline`` (the same parameters, per
+* ``simclr_lite.augment_reference.torchvision_pipeline`` (the same parameters, per
   image) in one process and in DataLoader workers on all the same cores,
 * lightly 1.6's ``SimCLRTransform`` (PIL, per image) in DataLoader workers,
 * kornia 0.9's batched ``AugmentationSequential`` equivalent, same device,
@@ -14,18 +14,17 @@ uint8 images with
 with the ratios measured side by side in this run (target: >= 10x the
 per-image pipeline and kornia), and checks that the batched views have the
 statistics of the per-image reference (per-image mean, std, saturation,
-grayscale fraction, red-blue balance; z-scores of the differences). On a GPU
-it also times one ResNet-18 (CIFAR stem) training step at the same batch
-(bf16, channels_last, LARS) for augmentation's share of a step (target <
-10%), and a PROPOSED variant (random draws first, then one
-``torch.compile``'d pure function; not in the package).
+grayscale fraction, red-blue balance; z-scores of the differences). It counts
+the kernels per view on the GPU code path (aten ops on ``meta`` tensors; also
+for the frozen pre-fusion code in ``tests/augment_v1.py``). On a GPU it also
+times one ResNet-18 (CIFAR stem) training step at the same batch (bf16,
+channels_last, LARS) for augmentation's share of a step (target < 10%), and a
+compiled variant (``SimCLRAugment.draw`` eager, then
+``torch.compile(SimCLRAugment.apply)``; not what training uses).
 
-Result on 2 cores of an AMD EPYC (KVM; load ~1.0), B = 512, 1024 views:
-SimCLRAugment 86 ms (2 threads) / 109 ms (1 thread); torchvision per image
-1.12 s in 2 DataLoader workers (13.1x; 10.3x in the run before it: target
-10x met) and 1.11 s in one process; lightly (PIL) 0.47 s in 2 workers
-(5.4x); kornia batched 0.24 s (2.8x; target missed); statistics equal (all
-|z| <= 0.5 over 2048 views). GPU figures: benchmarks/README.md.
+The two views are made the way training makes them, ``SimCLRAugment.concat``
+with one seeded generator per view. Figures: the JSON files in
+``benchmarks/results/`` and benchmarks/README.md.
 
 Writes ``benchmarks/results/augment-<device-slug>.json``.
 
@@ -42,48 +41,57 @@ import time
 import _common as C
 import torch
 
-from simclr_lite.augment import (
-    SimCLRAugment,
-    adjust_hue,
-    blur_kernel_size,
-    resized_crop,
-    rgb_to_gray,
-    sample_crop_boxes,
-    torchvision_pipeline,
-)
+from simclr_lite.augment import SimCLRAugment, blur_kernel_size
+from simclr_lite.augment_reference import torchvision_pipeline
 
 
-# ----------------------------------------------------------------------------- PROPOSED (not in the package)
-def proposed_draw(B: int, H: int, W: int, strength: float, g: torch.Generator, dev: torch.device):
-    """PROPOSED for simclr_lite/augment.py: every random draw of ``SimCLRAugment.forward`` (no blur), first.
+# ----------------------------------------------------------------------------- kernel launches
+def kernel_count(fn) -> dict:
+    """Aten ops ``fn`` dispatches: all, and those that are not views (each one kernel launch on a GPU).
 
-    Same generator calls in the same order as the package, so the views equal
-    the package's (to float rounding); the rest is a pure function of these.
+    Run on ``meta`` tensors, which take the GPU code path (``torch.where``
+    instead of the CPU's indexing) without computing anything.
     """
-    s = strength
-    boxes = sample_crop_boxes(B, H, W, generator=g, device=dev)
-    flip = torch.rand(B, device=dev, generator=g) < 0.5
-    f = [lo + (hi - lo) * torch.rand(B, device=dev, generator=g)
-         for lo, hi in ((max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),) * 3 + ((-0.2 * s, 0.2 * s),)]
-    jitter = torch.rand(B, device=dev, generator=g) < 0.8
-    order = torch.where(jitter[:, None], torch.rand(B, 4, device=dev, generator=g).argsort(dim=1), -1)
-    gray = torch.rand(B, device=dev, generator=g) < 0.2
-    return boxes, flip, f[0], f[1], f[2], f[3], order, gray
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"aten_ops": 0, "kernels": 0}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            counts["aten_ops"] += 1
+            if not func.is_view and func.overloadpacket.__name__ not in ("empty", "scalar_tensor", "lift_fresh"):
+                counts["kernels"] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return counts
 
 
-def proposed_apply(x_u8, boxes, flip, f_bright, f_contrast, f_sat, shift, order, gray, size: int):
-    """PROPOSED: the deterministic part of ``SimCLRAugment`` (crop, jitter in random order, grayscale),
-    branch-free so that ``torch.compile`` fuses its ~400 small ops into a few kernels."""
-    x = resized_crop(x_u8.float() / 255.0, boxes, size, flip=flip)
-    for i in range(4):
-        step = order[:, i]
-        f = torch.where(step == 0, f_bright, torch.where(step == 1, f_contrast, torch.where(step == 2, f_sat, 1.0)))
-        lum = rgb_to_gray(x)
-        to_mean = torch.where(step == 1, (1.0 - f) * lum.mean(dim=(1, 2, 3)), 0.0)
-        to_gray = torch.where(step == 2, 1.0 - f, 0.0)
-        x = (to_mean.view(-1, 1, 1, 1) + f.view(-1, 1, 1, 1) * x + to_gray.view(-1, 1, 1, 1) * lum).clamp(0.0, 1.0)
-        x = torch.where((step == 3).view(-1, 1, 1, 1), adjust_hue(x, shift), x)
-    return torch.where(gray.view(-1, 1, 1, 1), rgb_to_gray(x).expand_as(x), x)
+def launches_per_view(aug: SimCLRAugment, B: int, size: int) -> dict:
+    """Kernels per view of one call, of two views through ``concat``, and of the code before the fused colour
+    steps (tests/augment_v1.py, a frozen copy) when this checkout has it."""
+    x = torch.empty(B, 3, size, size, dtype=torch.uint8, device="meta")
+    out = {"one_call": kernel_count(lambda: aug(x)),
+           "concat_two_views_per_view": {k: v / 2 for k, v in kernel_count(
+               lambda: aug.concat([x, x], [None, None])).items()}}
+    v1 = _frozen_v1()
+    if v1 is not None:
+        out["before_fused_colour_steps"] = kernel_count(lambda: v1.simclr_augment_v1(
+            x, size, aug.strength, aug.blur, aug.scale, aug.ratio))
+    return out
+
+
+def _frozen_v1():
+    """tests/augment_v1.py (SimCLRAugment before the fused colour steps), or None outside a checkout."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    try:
+        import augment_v1
+    except ImportError:
+        return None
+    return augment_v1
 
 
 # ----------------------------------------------------------------------------- the contenders
@@ -137,17 +145,20 @@ def loader_throughput(dataset, batch: int, workers: int, batches: int) -> dict:
     it = iter(dl)
     for _ in range(max(1, workers)):   # warm-up: every worker has produced one batch
         next(it)
-    t0 = time.perf_counter()
-    n = 0
+    times = []
     for _ in range(batches):
+        t0 = time.perf_counter()
         try:
             next(it)
         except StopIteration:
             break
-        n += 1
-    dt = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
     del it, dl
-    return {"median_s": dt / max(1, n), "min_s": dt / max(1, n), "reps": n, "times_s": [round(dt, 6)]}
+    s = sorted(times) or [float("nan")]
+    # median and min over the batches, each timed alone: with W workers in flight a batch can arrive at once
+    # (min) while the steady rate is the mean, recorded too
+    return {"median_s": s[len(s) // 2], "min_s": s[0], "mean_s": sum(times) / max(1, len(times)),
+            "reps": len(times), "times_s": [round(t, 6) for t in times]}
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -212,19 +223,29 @@ def main() -> None:
     step = [0]
 
     def ours(x=x_dev, device=dev):
-        step[0] += 1
-        views = []
-        for v in range(2):   # like simclr_lite.train: one seeded generator per step and view
-            g = torch.Generator(device=device).manual_seed(step[0] * 2 + v)
-            views.append(aug(x, generator=g))
-        return torch.cat(views)
+        step[0] += 1    # like simclr_lite.train: one seeded generator per step and view; one apply for both
+        return aug.concat([x, x], [torch.Generator(device=device).manual_seed(step[0] * 2 + v) for v in range(2)])
+
+    launches = launches_per_view(aug, B, args.size)
+    print(f"  kernels per view (GPU code path, counted on meta tensors): {launches}", flush=True)
 
     rows, labels = {}, {}
     reps = 3 if C.QUICK else (30 if gpu else 5)
     labels["simclr_lite"] = f"SimCLRAugment, batched on {dev.type}" + ("" if gpu else f" ({threads} threads)")
     rows["simclr_lite"] = C.timeit(ours, dev, reps=reps, warmup=3 if gpu else 1)
+    v1 = _frozen_v1()
+    if v1 is not None:   # the code before the fused colour steps, same generators: the speed-up in this run
+        def before(x=x_dev, device=dev):
+            step[0] += 1
+            return torch.cat([v1.simclr_augment_v1(x, args.size, args.strength, args.blur, generator=torch.Generator(
+                device=device).manual_seed(step[0] * 2 + v)) for v in range(2)])
+        labels["before_fused"] = f"frozen pre-fusion code (tests/augment_v1.py), two calls, on {dev.type}"
+        rows["before_fused"] = C.timeit(before, dev, reps=reps, warmup=3 if gpu else 1)
     if not gpu:
         torch.set_num_threads(1)
+        if v1 is not None:
+            labels["before_fused_1thread"] = "frozen pre-fusion code, two calls, on cpu (1 thread)"
+            rows["before_fused_1thread"] = C.timeit(lambda: before(x_cpu, torch.device("cpu")), dev, reps=3, warmup=1)
         labels["simclr_lite_1thread"] = "SimCLRAugment, batched on cpu (1 thread)"
         rows["simclr_lite_1thread"] = C.timeit(lambda: ours(x_cpu, torch.device("cpu")), dev, reps=3, warmup=1)
         labels["torchvision_1process"] = "torchvision_pipeline per image, 1 process (1 thread)"
@@ -248,12 +269,15 @@ def main() -> None:
         rows["kornia"] = C.timeit(lambda: torch.cat([ka(x_dev.float() / 255), ka(x_dev.float() / 255)]), dev,
                                   reps=reps, warmup=2)
 
-    t = {k: v["median_s"] for k, v in rows.items()}
+    # per call: the median; DataLoader rows: the steady rate (mean over batches; single batches arrive in bursts)
+    t = {k: v.get("mean_s", v["median_s"]) for k, v in rows.items()}
     for k, v in rows.items():
-        print(f"  {labels[k]:66s} {C.fmt_s(v['median_s']):>10s}/batch  {2 * B / v['median_s']:10.0f} views/s",
-              flush=True)
+        print(f"  {labels[k]:66s} {C.fmt_s(t[k]):>10s}/batch  {2 * B / t[k]:10.0f} views/s", flush=True)
     ratios = {f"{k}_over_simclr_lite": round(t[k] / t["simclr_lite"], 2) for k in t
-              if k not in ("simclr_lite", "simclr_lite_1thread")}
+              if k not in ("simclr_lite", "simclr_lite_1thread", "before_fused_1thread")}
+    if "before_fused_1thread" in t:
+        ratios["before_fused_1thread_over_simclr_lite_1thread"] = round(
+            t["before_fused_1thread"] / t["simclr_lite_1thread"], 2)
     # on a CPU: SimCLRAugment's best setting on these cores (all threads, or 1 thread: small ops on cores shared
     # with other processes can run slower with more threads) against the per-image pipelines using all cores
     best_key = "simclr_lite"
@@ -337,8 +361,10 @@ def main() -> None:
     payload = {
         "settings": {"batch": B, "views": 2, "size": args.size, "strength": args.strength, "blur": args.blur,
                      "workers": workers, "torch_threads": threads, "data": source, "stats_images": n_stats,
-                     "timing": "median seconds per batch of two views; DataLoader rows: steady-state seconds "
-                               "per batch after every worker delivered one"},
+                     "timing": "median (and min) seconds per batch of two views over reps, each timed alone; "
+                               "DataLoader rows: each batch timed alone after every worker delivered one, "
+                               "ratios use their mean_s (steady rate)"},
+        "kernels_per_view": launches,
         "contenders": labels,
         "results": rows,
         "ratios": ratios,
@@ -353,25 +379,25 @@ def main() -> None:
     proposed_info = None
     if (args.proposed == "on" or (args.proposed == "auto" and gpu)) and not args.blur:
         try:
-            capply = torch.compile(proposed_apply, dynamic=False)
+            capply = torch.compile(aug.apply, dynamic=False)
+            H, W = x_dev.shape[2], x_dev.shape[3]
 
-            def proposed():
+            def proposed():   # the package's draws (eager), then its pure apply compiled, for both views at once
                 step[0] += 1
-                out = []
-                for v in range(2):
-                    g = torch.Generator(device=dev).manual_seed(step[0] * 2 + v)
-                    out.append(capply(x_dev, *proposed_draw(B, x_dev.shape[2], x_dev.shape[3], args.strength, g, dev),
-                                      size=args.size))
-                return torch.cat(out)
+                gs = [torch.Generator(device=dev).manual_seed(step[0] * 2 + v) for v in range(2)]
+                tables = [aug.draw(B, H, W, g, dev) for g in gs]
+                return capply(torch.cat([x_dev, x_dev]).float() / 255.0,
+                              {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
 
             t0 = time.perf_counter()
             proposed()
             C.sync(dev)
             compile_s = time.perf_counter() - t0
             g1, g2 = (torch.Generator(device=dev).manual_seed(123) for _ in range(2))
-            diff = (capply(x_dev, *proposed_draw(B, x_dev.shape[2], x_dev.shape[3], args.strength, g1, dev),
-                           size=args.size) - aug(x_dev, generator=g2)).abs().max().item()
-            labels["proposed_compiled"] = "PROPOSED: draws eager + torch.compile'd pure apply (not in package)"
+            diff = (capply(torch.cat([x_dev, x_dev]).float() / 255.0, {k: torch.cat([v, v]) for k, v in
+                                                                         aug.draw(B, H, W, g1, dev).items()})[:B]
+                    - aug(x_dev, generator=g2)).abs().max().item()
+            labels["proposed_compiled"] = "PROPOSED: SimCLRAugment.draw eager + torch.compile(SimCLRAugment.apply)"
             rows["proposed_compiled"] = C.timeit(proposed, dev, reps=reps, warmup=2)
             proposed_info = {"compile_s": round(compile_s, 1), "max_abs_diff_vs_package": diff}
             print(f"  (proposed: compiled in {compile_s:.1f} s; max |difference| from SimCLRAugment's views with the "

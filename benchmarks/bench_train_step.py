@@ -20,18 +20,15 @@ Measures:
    on an H100/H200), and once with ``nan_check_every = log_every = 97``
    (the per-step host sync of the default NaN check removed).
 
-Also timed (PROPOSED changes, not in the package): the LARS step alone and a
-``torch._foreach`` LARS; on a GPU, the step with ``cudnn.benchmark`` on.
+Also timed: the LARS step alone (the package's ``torch._foreach`` one and
+its per-parameter reference, ``LARS(foreach=False)``); on a GPU, the step
+with ``cudnn.benchmark`` on (PROPOSED, not in the package).
 
 Data: CIFAR-10 from ``$SIMCLR_DATA`` if set, else this checkout's decoded
 cache, else random uint8 images of CIFAR-10's shape (same cost per step; the
 source is recorded in the JSON).
 
-Result on 2 cores of an AMD EPYC (KVM; load ~1.4), batch 32 (64 views),
-fp32: simclr_lite 2.44 s/step (13.1 images/s), lightly-style 2.39 s/step
-(13.4 images/s): 0.98x, target 1.5x missed; augmentation is 17 ms = 0.7% of
-a step there, so no data pipeline can reach 1.5x on this CPU. GPU figures
-(epoch, compile, augmentation share): benchmarks/README.md.
+Figures: the JSON files in ``benchmarks/results/`` and benchmarks/README.md.
 
 Writes ``benchmarks/results/train_step-<device-slug>.json``.
 
@@ -47,7 +44,8 @@ import time
 import _common as C
 import torch
 
-from simclr_lite.augment import SimCLRAugment, torchvision_pipeline
+from simclr_lite.augment import SimCLRAugment
+from simclr_lite.augment_reference import torchvision_pipeline
 from simclr_lite.losses import nt_xent
 from simclr_lite.models import build_simclr
 from simclr_lite.optim import build_optimizer
@@ -83,42 +81,11 @@ def lightly_parts():
     except Exception:  # noqa: BLE001 (lightly or one of its imports missing)
         from bench_loss import _LightlyNTXentCopy
         return (torchvision_pipeline(32, 0.5), _LightlyNTXentCopy(TEMPERATURE), False,
-                ("lightly not importable: simclr_lite.augment.torchvision_pipeline per image + copy of lightly's "
+                ("lightly not importable: simclr_lite.augment_reference.torchvision_pipeline per image + copy of lightly's "
                  "NTXentLoss"))
 
 
 @torch.no_grad()
-def lars_step_foreach(opt: torch.optim.Optimizer) -> None:
-    """PROPOSED for simclr_lite/optim.py (not in the package): ``LARS.step`` with ``torch._foreach_*`` ops.
-
-    The same update, parameter for parameter (bit-identical on a CPU in a check on ResNet-18), in
-    ~10 multi-tensor kernels per parameter group instead of ~10 kernels per parameter
-    (ResNet-18 + head: 62 parameters), which matters where kernel launches dominate (GPU).
-    """
-    for group in opt.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        grads = [p.grad for p in params]
-        wd, m, eta, lr = group["weight_decay"], group["momentum"], group["eta"], group["lr"]
-        if not group["lars_exclude"]:
-            if wd != 0:
-                grads = torch._foreach_add(grads, params, alpha=wd)
-            w = torch.stack(torch._foreach_norm(params))
-            g = torch.stack(torch._foreach_norm(grads))
-            trust = torch.where((w > 0) & (g > 0), eta * w / g, torch.ones_like(w))
-            grads = torch._foreach_mul(grads, list(trust.unbind()))
-        bufs = []
-        for p in params:
-            state = opt.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p)
-            bufs.append(state["momentum_buffer"])
-        torch._foreach_mul_(bufs, m)
-        torch._foreach_add_(bufs, grads, alpha=lr)
-        torch._foreach_sub_(params, bufs)
-
-
 def new_model(dev: torch.device, channels_last: bool):
     torch.manual_seed(0)
     model = build_simclr("resnet18", 1.0, True, "nonlinear", 128).to(dev)
@@ -179,12 +146,8 @@ def main() -> None:
         state["step"] += 1
         return state["perm"][s * B:(s + 1) * B].to(dev)
 
-    def make_views(x):
-        views = []
-        for v in range(2):   # one seeded generator per step and view, as simclr_lite.train does
-            g = torch.Generator(device=dev).manual_seed(state["step"] * 2 + v)
-            views.append(aug(x, generator=g))
-        inp = torch.cat(views)
+    def make_views(x):   # one seeded generator per step and view, as simclr_lite.train does; one apply for both
+        inp = aug.concat([x, x], [torch.Generator(device=dev).manual_seed(state["step"] * 2 + v) for v in range(2)])
         return inp.contiguous(memory_format=torch.channels_last) if channels_last else inp
 
     def model_step(inp):
@@ -221,10 +184,16 @@ def main() -> None:
         t_noaug_cudnn_bench = run(lambda: model_step(fixed), steps)
         torch.backends.cudnn.benchmark = False
     t_aug = C.timeit(lambda: make_views(train_dev[batch_idx()]), dev, reps=max(steps, 3), warmup=2)["median_s"]
-    # the optimiser step alone (gradients of the last step kept): the package's LARS and the PROPOSED foreach one
-    opt_times = C.timeit_many({"lars": opt.step, "lars_foreach_proposed": lambda: lars_step_foreach(opt)}, dev,
+    # the optimiser step alone (gradients of the last step kept): the package's LARS (torch._foreach) and its
+    # per-parameter reference (foreach=False)
+    def opt_step(foreach: bool):
+        opt.foreach = foreach
+        opt.step()
+        opt.foreach = True
+
+    opt_times = C.timeit_many({"lars": lambda: opt_step(True), "lars_reference": lambda: opt_step(False)}, dev,
                               reps=20 if gpu else 3, warmup=2 if gpu else 1)
-    t_opt, t_opt_fe = opt_times["lars"]["median_s"], opt_times["lars_foreach_proposed"]["median_s"]
+    t_opt, t_opt_ref = opt_times["lars"]["median_s"], opt_times["lars_reference"]["median_s"]
     ours_model, ours_opt = model, opt
 
     # ------------------------------------------------------------------ lightly-style step
@@ -283,8 +252,8 @@ def main() -> None:
     if t_noaug_cudnn_bench is not None:
         print(f"  step on pre-made views with torch.backends.cudnn.benchmark = True (PROPOSED): "
               f"{C.fmt_s(t_noaug_cudnn_bench)} vs {C.fmt_s(t_noaug)}")
-    print(f"  LARS optimiser step alone: {C.fmt_s(t_opt)} ({t_opt / t_ours:.1%} of a step); PROPOSED foreach LARS "
-          f"{C.fmt_s(t_opt_fe)} ({t_opt_fe / t_ours:.1%})")
+    print(f"  LARS optimiser step alone (torch._foreach): {C.fmt_s(t_opt)} ({t_opt / t_ours:.1%} of a step); "
+          f"per-parameter reference {C.fmt_s(t_opt_ref)} ({t_opt_ref / t_ours:.1%})")
     print(f"  projected CIFAR-10 epoch (50,000 images) at these rates: simclr_lite {50000 / ips_ours:.1f} s, "
           f"lightly-style {50000 / ips_lightly:.1f} s", flush=True)
 
@@ -313,7 +282,7 @@ def main() -> None:
                         "step_on_premade_views_s": t_noaug,
                         "augment_fraction_by_difference": None if aug_share_noaug is None else round(aug_share_noaug, 4),
                         "step_on_premade_views_cudnn_benchmark_s": t_noaug_cudnn_bench,
-                        "lars_step_s": t_opt, "lars_foreach_proposed_step_s": t_opt_fe,
+                        "lars_step_s": t_opt, "lars_reference_step_s": t_opt_ref,
                         "lars_fraction_of_step": round(t_opt / t_ours, 4), "epochs": epochs},
             "targets": targets,
         }, args.out, machine_info=info)

@@ -2,6 +2,7 @@
 
     python benchmarks/summarize.py                     # benchmarks/results/*.json
     python benchmarks/summarize.py "$OUT"              # a folder written by gpu_all.sh
+    python benchmarks/summarize.py --targets "$OUT"    # issue 16's targets: measured, met / missed
 
 The rows are the ones benchmarks/README.md's table holds, so a run's output
 can be pasted there.
@@ -90,8 +91,88 @@ def rows_for(r: dict) -> list[tuple[str, str, str, str, str]]:
     return [row + (cmd,) for row in out]
 
 
+def _latest(folder: Path, pattern: str) -> dict | None:
+    files = sorted(folder.glob(pattern), key=lambda f: f.stat().st_mtime)
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def target_rows(folder: Path) -> list[tuple[str, str, str]]:
+    """(target, measured, status) for every target of issue 16, from the files gpu_all.sh writes in ``folder``.
+
+    status: met / missed, or why there is no figure (not measured here, no GPU, to be measured).
+    """
+    aug, step = _latest(folder, "augment-*.json"), _latest(folder, "train_step-*.json")
+    checks, book = _latest(folder, "checks.json"), _latest(folder, "book-ch*.json")
+    def gpu(r: dict | None) -> bool:
+        return r is not None and "gpu" in r["machine"]
+
+    def st(met: bool) -> str:
+        return "met" if met else "missed"
+
+    rows = []
+    epochs = (step or {}).get("results", {}).get("epochs") or {}
+    if epochs and gpu(step):
+        best = min(v["epoch_s"] for v in epochs.values())
+        rows.append(("CIFAR-10 epoch <= 2.0 s (ResNet-18, batch 512, bf16, one H200)",
+                     ", ".join(f"{k} {v['epoch_s']:.2f} s" for k, v in epochs.items()), st(best <= 2.0)))
+    else:
+        rows.append(("CIFAR-10 epoch <= 2.0 s (ResNet-18, batch 512, bf16, one H200)", "-",
+                     "not measured (no epoch runs)" if gpu(step) else "to be measured (no GPU)"))
+    t = (aug or {}).get("targets", {})
+    if "under_10pct_of_resnet18_step_gpu" in t:
+        rows.append(("augmentation < 10% of a ResNet-18 step (GPU)",
+                     f"{t['under_10pct_of_resnet18_step_gpu']['fraction']:.1%}",
+                     st(t["under_10pct_of_resnet18_step_gpu"]["met"])))
+    else:
+        rows.append(("augmentation < 10% of a ResNet-18 step (GPU)", "-", "to be measured (no GPU)"))
+    k = t.get("10x_kornia", {})
+    rows.append(("augmentation >= 10x kornia (batched, same device)",
+                 "-" if k.get("ratio") is None else f"{k['ratio']}x",
+                 "to be measured (kornia not installed)" if k.get("met") is None else st(k["met"])))
+    kv = (aug or {}).get("kernels_per_view") or {}
+    if "before_fused_colour_steps" in kv:
+        before, now = kv["before_fused_colour_steps"]["kernels"], kv["concat_two_views_per_view"]["kernels"]
+        rows.append((">= 2x fewer kernel launches per view (GPU code path)",
+                     f"{before} -> {kv['one_call']['kernels']} (one call), {now} (two views, concat)",
+                     st(now <= before / 2)))
+    else:
+        rows.append((">= 2x fewer kernel launches per view (GPU code path)", "-", "not measured"))
+    same = t.get("same_output_statistics", {}).get("met")
+    rows.append(("same output distribution as torchvision per image", "statistics |z| < 4" if aug else "-",
+                 "not measured" if same is None else st(same)))
+    for key, label in (("same_views", "same views as the pre-fusion code for a given generator (tests)"),
+                       ("foreach_lars", "foreach LARS = reference LARS to 1e-6 (tests)")):
+        c = (checks or {}).get(key)
+        rows.append((label, "-" if c is None else f"pytest on {checks['device']}", "not run" if c is None else st(c)))
+    if step and step.get("results", {}).get("epochs", {}).get("eager_nan_check_every_97"):
+        e = step["results"]["epochs"]
+        rows.append(("no host sync in the steady-state step (NaN check every 97 steps vs every 50)",
+                     f"{e['eager']['epoch_s']:.2f} s vs {e['eager_nan_check_every_97']['epoch_s']:.2f} s per epoch",
+                     "informative"))
+    rows.append((">= 85% kNN with --time-budget 10 on one H200", "-",
+                 "to be measured: python -m simclr_lite pretrain --preset <budgeted preset> --time-budget 10"))
+    rows.append((">= 90% kNN with --time-budget 60 on one H200", "-", "to be measured (60 minutes)"))
+    if book:
+        how = "quick settings" if book["quick"] else f"{book['train_minutes_per_run']} training minutes per run"
+        rows.append((f"book chapter at full scale <= {book['limit_s']} s (scripts/book_gpu.py)",
+                     f"ch{book['chapter']:02d} with {how}: {book['wall_time_s']:.0f} s on {book['device']}",
+                     "check only (full chapters: to be measured)"))
+    else:
+        rows.append(("book chapter at full scale <= 540 s (scripts/book_gpu.py)", "-", "to be measured"))
+    return rows
+
+
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "results"
+    args = sys.argv[1:]
+    targets = "--targets" in args
+    args = [a for a in args if a != "--targets"]
+    folder = Path(args[0]) if args else Path(__file__).resolve().parent / "results"
+    if targets:
+        print("| issue 16 target | measured | status |")
+        print("|---|---|---|")
+        for row in target_rows(folder):
+            print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+        return
     files = sorted(folder.glob("*.json"))
     if not files:
         print(f"no results in {folder}")

@@ -15,15 +15,12 @@ learning. Appendix A gives the exact recipe, implemented here:
    sigma ~ U(0.1, 2) and a kernel of 10% of the image side.
 
 Instead of running torchvision's per-image transforms in DataLoader workers
-(:func:`torchvision_pipeline`, the reference), every op below takes a float
-batch ``x`` of shape (B, 3, H, W) in [0, 1], draws independent random
-parameters *per image* on ``x``'s device, and never leaves that device (no
-``.cpu()``, ``.item()`` or host syncs). Pass a ``torch.Generator`` living on
-``x``'s device for reproducible views. The other transformations of Fig. 4
-(cutout, rotation, Gaussian noise, Sobel filtering, colour drop) are here too,
-and :data:`OPERATORS` holds the seven of Fig. 5.
-
-Book: chapter 2, ``book/02_augmentations.ipynb``.
+(``augment_reference.torchvision_pipeline``, the reference), every op below
+takes a float batch ``x`` of shape (B, 3, H, W) in [0, 1], draws independent
+random parameters *per image* on ``x``'s device, and never leaves that device
+(no ``.cpu()``, ``.item()`` or host syncs). Pass a ``torch.Generator`` living
+on ``x``'s device for reproducible views. The rest of Fig. 4 and Fig. 5's
+operators: ``augment_fig4``. Book: chapter 2 (``book/02_augmentations.ipynb``).
 """
 from __future__ import annotations
 
@@ -32,16 +29,12 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
 from torch import Tensor
 
 __all__ = [
     "sample_crop_boxes", "resized_crop", "random_resized_crop", "horizontal_flip",
-    "rgb_to_gray", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
-    "color_jitter", "random_grayscale", "color_distortion", "color_drop",
-    "blur_kernel_size", "gaussian_blur", "rotate", "cutout", "gaussian_noise", "sobel",
-    "OPERATORS", "SimCLRAugment", "torchvision_pipeline",
+    "rgb_to_gray", "adjust_hue",
+    "color_jitter", "random_grayscale", "color_distortion", "blur_kernel_size", "gaussian_blur", "SimCLRAugment",
 ]
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma; torchvision writes 0.299 as 0.2989).
@@ -106,8 +99,6 @@ def sample_crop_boxes(batch: int, height: int, width: int,
 
     Returns an int64 tensor (batch, 4) of ``(top, left, h, w)`` on ``device``
     (default: the generator's device, else CPU).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     s_lo, s_hi = _check_range("scale", scale, low=1e-12)
     r_lo, r_hi = _check_range("ratio", ratio, low=1e-12)
@@ -118,7 +109,7 @@ def sample_crop_boxes(batch: int, height: int, width: int,
     aspect = torch.exp(_uniform(math.log(r_lo), math.log(r_hi), shape, device, generator))
     w = torch.round(torch.sqrt(area * aspect))
     h = torch.round(torch.sqrt(area / aspect))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    fits = (w.clamp(1, width) == w) & (h.clamp(1, height) == h)   # 1 <= side <= image side (sides are integers)
     first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first box that fits
     w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
 
@@ -134,8 +125,9 @@ def sample_crop_boxes(batch: int, height: int, width: int,
 
     # offsets uniform over all positions where the box fits (torch.randint(0, n - side + 1))
     u = torch.rand(batch, 2, device=device, generator=generator)
-    top = torch.minimum(torch.floor(u[:, 0] * (height - h + 1)), height - h)
-    left = torch.minimum(torch.floor(u[:, 1] * (width - w + 1)), width - w)
+    dh, dw = height - h, width - w
+    top = torch.minimum(torch.floor(u[:, 0] * (dh + 1)), dh)
+    left = torch.minimum(torch.floor(u[:, 1] * (dw + 1)), dw)
     top = torch.where(ok, top, float((height - fh) // 2))
     left = torch.where(ok, left, float((width - fw) // 2))
     return torch.stack([top, left, h, w], dim=1).long()
@@ -153,8 +145,6 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
     clamped to the box, so pixels outside a box never leak in. ``flip`` (bool,
     (B,)) mirrors the chosen images horizontally for free by reversing their
     sampling grid.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     out_h, out_w = (size, size) if isinstance(size, int) else size
@@ -162,7 +152,7 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
     top, left, h, w = boxes.to(device=x.device, dtype=x.dtype).unbind(dim=1)
 
     def grid_coords(start: Tensor, length: Tensor, n_in: int, n_out: int) -> Tensor:
-        k = torch.arange(n_out, device=x.device, dtype=x.dtype) + 0.5
+        k = torch.arange(0.5, n_out, device=x.device, dtype=x.dtype)   # pixel centres 0.5, 1.5, ...
         src = start[:, None] + k * (length / n_out)[:, None] - 0.5   # pixel index, like F.interpolate
         src = torch.maximum(torch.minimum(src, (start + length - 1)[:, None]), start[:, None])
         return (2 * src + 1) / n_in - 1                              # grid_sample's [-1, 1] coordinates
@@ -182,8 +172,6 @@ def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.
 
     Boxes come from :func:`sample_crop_boxes` (torchvision's RandomResizedCrop
     distribution); resizing is :func:`resized_crop` (bilinear, no antialias).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     boxes = sample_crop_boxes(x.shape[0], x.shape[2], x.shape[3], scale, ratio, generator, x.device)
@@ -191,10 +179,7 @@ def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.
 
 
 def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
-    """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip").
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip")."""
     _check_images(x)
     _check_p(p)
     flip = _coin(p, x.shape[0], x.device, generator)
@@ -204,42 +189,9 @@ def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None
 # ----------------------------------------------------------------------------- colour
 
 def rgb_to_gray(x: Tensor) -> Tensor:
-    """Luma (B, 1, H, W) with torchvision's ``rgb_to_grayscale`` weights (0.2989, 0.587, 0.114).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Luma (B, 1, H, W) with torchvision's ``rgb_to_grayscale`` weights (0.2989, 0.587, 0.114)."""
     r, g, b = x.unbind(dim=1)
     return (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2]).unsqueeze(1)
-
-
-def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
-    """torchvision's ``_blend``: ``factor * img + (1 - factor) * other``, clamped to [0, 1]."""
-    factor = _per_image(factor)
-    return (factor * img + (1.0 - factor) * other).clamp(0.0, 1.0)
-
-
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_brightness``: scale by ``factor`` (B,) (blend with black).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, 0.0, factor)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_contrast``: blend with the image's mean gray level.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, rgb_to_gray(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    """Per-image ``TF.adjust_saturation``: blend with the grayscale image.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    return _blend(x, rgb_to_gray(x), factor)
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
@@ -250,20 +202,25 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     chroma), so only the hue angle ``h6`` (in sixths of a turn) is computed, and
     RGB is rebuilt with the closed form ``max - chroma * clamp(min(k, 4 - k), 0, 1)``,
     ``k = (n + h6) mod 6`` for n = 5, 3, 1.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
-    r, g, b = x.unbind(dim=1)
-    maxc, minc = x.amax(dim=1), x.amin(dim=1)
-    chroma = maxc - minc
-    safe = torch.where(chroma == 0, 1.0, chroma)
-    # hue (in sixths) for max = r, g, b: (g - b)/c, 2 + (b - r)/c, 4 + (r - g)/c; one division for all three
-    is_r, is_g = maxc == r, maxc == g
-    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
-    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0)) + 6.0 * shift.view(-1, 1, 1)
-    h6 = torch.addcdiv(offset, num, safe)                              # hue + shift, in sixths
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    return _hue_sixths(x, 6.0 * shift.view(-1, 1, 1))
+
+
+def _hue_sixths(x: Tensor, shift6: Tensor, n: Tensor | None = None) -> Tensor:
+    """:func:`adjust_hue` with the shift in sixths of a turn, (B, 1, 1): 16 kernels (``n``: 5, 3, 1).
+
+    The hue in sixths is ``2 c + (x[c+1] - x[c+2]) / chroma`` for the channel c
+    holding the max (the first one on ties: red, then green), i.e. (g - b)/chroma,
+    2 + (b - r)/chroma or 4 + (r - g)/chroma; ``roll`` lines up the two channels.
+    """
+    maxc, c = x.max(dim=1)                                             # value and the channel holding it
+    chroma = maxc - x.amin(dim=1)
+    num = (x.roll(-1, dims=1) - x.roll(1, dims=1)).gather(1, c.unsqueeze(1)).squeeze(1)
+    # chroma 0 means a gray pixel, num 0: any positive divisor gives hue offset + 0
+    h6 = torch.addcdiv(torch.add(shift6, c, alpha=2), num, chroma.clamp_min(torch.finfo(x.dtype).tiny))
+    if n is None:
+        n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(h6.unsqueeze(1) + n, 6.0)
     return torch.addcmul(maxc.unsqueeze(1), chroma.unsqueeze(1), torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0),
                          value=-1.0)
 
@@ -293,11 +250,9 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
     own permutation of the four). As in torchvision, each argument may also be
     a (min, max) range. Batched: at each of the 4 steps every image is
     blended with its own target (black / mean gray / gray image, as
-    :func:`adjust_brightness` etc.; factor 1 = unchanged for images not jittered
+    ``augment_reference.adjust_brightness`` etc.; factor 1 = unchanged for images not jittered
     or doing hue at that step), then the hue shift is applied to the images
     whose step it is.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     _check_p(p)
@@ -306,24 +261,58 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
               _jitter_range("contrast", contrast, 1.0, (0.0, inf)),
               _jitter_range("saturation", saturation, 1.0, (0.0, inf)),
               _jitter_range("hue", hue, 0.0, (-0.5, 0.5))]
-    B, dev = x.shape[0], x.device
-    f_bright, f_contrast, f_sat, shift = (_uniform(lo, hi, (B,), dev, generator) for lo, hi in ranges)
-    jitter = _coin(p, B, dev, generator)
-    order = torch.rand(B, 4, device=dev, generator=generator).argsort(dim=1)  # a random permutation per image
-    order = torch.where(jitter[:, None], order, -1)                          # -1: leave the image alone
+    draws = _draw_jitter(x.shape[0], ranges, p, x.device, generator)
+    return _apply_jitter(x, *draws, hue=ranges[3] != (0.0, 0.0))
 
-    for step in order.unbind(dim=1):          # step[i] = which op image i applies now (0 b, 1 c, 2 s, 3 h)
-        # blend f x + (1 - f) target, target = black (b), mean gray (c) or gray image (s); f = 1: no-op
-        f = torch.where(step == 0, f_bright, torch.where(step == 1, f_contrast,
-                                                         torch.where(step == 2, f_sat, 1.0)))
+
+def _draw_jitter(batch: int, ranges: Sequence[tuple[float, float]], p: float, device: torch.device,
+                 generator: torch.Generator | None) -> tuple[Tensor, ...]:
+    """:func:`color_jitter`'s random draws: 4 factors (B,) each, which images (B,), a permutation (B, 4)."""
+    factors = tuple(_uniform(lo, hi, (batch,), device, generator) for lo, hi in ranges)
+    jitter = _coin(p, batch, device, generator)
+    perm = torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1)   # a permutation per image
+    return (*factors, jitter, perm)
+
+
+def _apply_jitter(x: Tensor, f_bright: Tensor, f_contrast: Tensor, f_sat: Tensor, shift: Tensor, jitter: Tensor,
+                  perm: Tensor, hue: bool = True) -> Tensor:
+    """The deterministic part of :func:`color_jitter`: step i, image b applies op perm[b, i] (b, c, s, h).
+
+    Per step: one blend ``f x + (1 - f) target`` for the whole batch (target:
+    black, the mean gray level or the gray image; ``f = 1`` is a no-op), then
+    the hue rotation where it is the image's op (``hue=False``: no hue range).
+    """
+    f, w_mean, w_gray, is_hue, shift6 = _jitter_tables(f_bright, f_contrast, f_sat, shift, jitter, perm)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)   # for _hue_sixths
+    for i in range(4):
         gray = rgb_to_gray(x)
-        to_mean = torch.where(step == 1, (1.0 - f) * gray.mean(dim=(1, 2, 3)), 0.0)
-        to_gray = torch.where(step == 2, 1.0 - f, 0.0)
-        target = torch.addcmul(_per_image(to_mean), _per_image(to_gray), gray)   # (B, 1, H, W), two passes
-        x = torch.addcmul(target, _per_image(f), x).clamp_(0.0, 1.0)             # instead of four
-        if ranges[3] != (0.0, 0.0):  # x is a new tensor here: the hue may be written into it in place
-            x = _apply_where(step == 3, lambda imgs, idx: adjust_hue(imgs, shift[idx]), x, inplace=True)
+        target = torch.addcmul(w_mean[i] * gray.mean(dim=(1, 2, 3), keepdim=True), w_gray[i], gray)
+        x = torch.addcmul(target, f[i], x).clamp_(0.0, 1.0)      # a new tensor: the hue may go into it in place
+        if hue:
+            x = _apply_where(is_hue[i], lambda imgs, idx, i=i: _hue_sixths(
+                imgs, shift6[i] if idx is None else shift6[i, idx], n), x, inplace=True)
     return x
+
+
+def _jitter_tables(f_bright: Tensor, f_contrast: Tensor, f_sat: Tensor, shift: Tensor, jitter: Tensor,
+                   perm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per-step, per-image factor tables of :func:`color_jitter`, built once per batch (about 15 small kernels).
+
+    Row i of each table is step i: ``f`` the blend factor (1 where the image's op
+    at that step is the hue or where it is not jittered), ``w_mean`` / ``w_gray``
+    the weight ``1 - f`` of the mean gray level (contrast) / of the gray image
+    (saturation), ``is_hue`` and ``shift6`` (the hue shift in sixths of a turn).
+    Blend tables are (4, B, 1, 1, 1), so that row i broadcasts over a batch.
+    """
+    op = torch.where(jitter, perm.t(), -1)                                   # (4, B); -1: image left alone
+    factors = torch.stack([f_bright, f_contrast, f_sat, torch.ones_like(f_bright)])   # (4 ops, B)
+    f = torch.where(op >= 0, factors.gather(0, op.clamp(min=0)), 1.0)
+    w_mean = torch.where(op == 1, 1.0 - f, 0.0)
+    w_gray = torch.where(op == 2, 1.0 - f, 0.0)
+    is_hue = op == 3
+    shift6 = torch.where(is_hue, 6.0 * shift, 0.0)
+    table = torch.stack([f, w_mean, w_gray]).view(3, 4, -1, 1, 1, 1)
+    return table[0], table[1], table[2], is_hue, shift6.view(4, -1, 1, 1)
 
 
 def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
@@ -333,27 +322,29 @@ def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor
     On CPU only those images are computed (indexing is free there); on other
     devices ``fn`` runs on the whole batch and ``torch.where`` picks, because
     indexing by a mask would wait for the device (a host sync).
-    ``fn(images, index)`` gets the chosen images and their batch indices.
-    ``inplace``: on CPU write the results into ``x`` (for a tensor the caller owns).
+    ``fn(images, index)`` gets the chosen images and their batch indices
+    (``None``: the whole batch). ``inplace``: on CPU write the results into
+    ``x`` (for a tensor the caller owns).
     """
     if x.device.type == "cpu":
         idx = mask.nonzero().squeeze(1)
         return (x.index_copy_ if inplace else x.index_copy)(0, idx, fn(x[idx], idx))
-    return torch.where(_per_image(mask), fn(x, torch.arange(x.shape[0], device=x.device)), x)
+    return torch.where(_per_image(mask), fn(x, None), x)
 
 
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
-    """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels."""
     _check_images(x)
     _check_p(p)
     return _random_grayscale(x, p, generator)
 
 
 def _random_grayscale(x: Tensor, p: float, generator: torch.Generator | None, inplace: bool = False) -> Tensor:
-    gray = _coin(p, x.shape[0], x.device, generator)
+    return _apply_gray(x, _coin(p, x.shape[0], x.device, generator), inplace)
+
+
+def _apply_gray(x: Tensor, gray: Tensor, inplace: bool = False) -> Tensor:
+    """Images where ``gray`` (B,) is true become their luma on 3 channels."""
     return _apply_where(gray, lambda imgs, idx: rgb_to_gray(imgs).expand_as(imgs), x, inplace=inplace)
 
 
@@ -363,8 +354,6 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
     ``RandomApply([ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)], p=0.8)`` then
     ``RandomGrayscale(p=0.2)``. The paper uses s=1 on ImageNet and s=0.5 on
     CIFAR-10 (Appendix B.9). s must be in [0, 2.5] (hue 0.2s at most 0.5).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     if not 0.0 <= strength <= 2.5:
         raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
@@ -373,22 +362,10 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
     return _random_grayscale(x, 0.2, generator, inplace=True)  # color_jitter's output is a new tensor
 
 
-def color_drop(x: Tensor) -> Tensor:
-    """Fig. 4(e) "color drop": every image becomes grayscale (3 equal channels).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    return rgb_to_gray(x).expand_as(x).contiguous()
-
-
-# ----------------------------------------------------------------------------- blur & the other Fig. 4 ops
+# ----------------------------------------------------------------------------- blur (Appendix A, ImageNet)
 
 def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
-    """Gaussian kernel side: ``fraction`` of the image side, made odd, at least 3 (32 -> 3, 224 -> 23).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
+    """Gaussian kernel side: ``fraction`` of the image side, made odd, at least 3 (32 -> 3, 224 -> 23)."""
     return max(3, int(side * fraction) // 2 * 2 + 1)
 
 
@@ -400,16 +377,18 @@ def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5
     done separably for the whole batch as two grouped convolutions with one
     1-D kernel per image. The kernel side comes from :func:`blur_kernel_size`
     of ``min(H, W)``.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
     """
     _check_images(x)
     _check_p(p)
     lo, hi = _check_range("sigma", sigma, low=1e-6)
+    sig = _uniform(lo, hi, (x.shape[0],), x.device, generator)
+    return _apply_blur(x, sig, _coin(p, x.shape[0], x.device, generator), kernel_fraction)
+
+
+def _apply_blur(x: Tensor, sig: Tensor, blur: Tensor, kernel_fraction: float = 0.1) -> Tensor:
+    """The deterministic part of :func:`gaussian_blur`: blur image b with sigma ``sig[b]`` where ``blur[b]``."""
     B, C, H, W = x.shape
     k = blur_kernel_size(min(H, W), kernel_fraction)
-    sig = _uniform(lo, hi, (B,), x.device, generator)
-    blur = _coin(p, B, x.device, generator)
     t = torch.linspace(-(k - 1) / 2, (k - 1) / 2, k, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (t / sig[:, None]) ** 2)
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(C, dim=0)   # (B*C, k)
@@ -420,137 +399,18 @@ def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5
     return torch.where(_per_image(blur), y.view(B, C, H, W), x)
 
 
-def rotate(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(g): rotate each square image by a random one of {90, 180, 270} degrees.
-
-    Counter-clockwise, i.e. ``TF.rotate(img, 90 * k)`` = ``torch.rot90(img, k, dims=(-2, -1))``.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    if x.shape[2] != x.shape[3]:
-        raise ValueError(f"rotate needs square images, got shape {tuple(x.shape)}")
-    k = _per_image(torch.randint(1, 4, (x.shape[0],), device=x.device, generator=generator))
-    r1, r2, r3 = (torch.rot90(x, i, dims=(2, 3)) for i in (1, 2, 3))
-    return torch.where(k == 1, r1, torch.where(k == 2, r2, r3))
-
-
-def cutout(x: Tensor, size_fraction: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(f) cutout (DeVries & Taylor, 2017): zero one random square per image.
-
-    Our choice: the square's side is uniform in {1, ..., round(size_fraction * min(H, W))}
-    pixels (so "up to half the image" by default) and it lies fully inside the
-    image, at a uniformly random position.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    if not 0.0 < size_fraction <= 1.0:
-        raise ValueError(f"size_fraction must be in (0, 1], got {size_fraction}")
-    B, _, H, W = x.shape
-    max_side = max(1, round(size_fraction * min(H, W)))
-    u = torch.rand(B, 3, device=x.device, generator=generator)
-    side = (torch.floor(u[:, 0] * max_side) + 1).clamp(max=max_side)
-    top = torch.minimum(torch.floor(u[:, 1] * (H - side + 1)), H - side)
-    left = torch.minimum(torch.floor(u[:, 2] * (W - side + 1)), W - side)
-    rows = torch.arange(H, device=x.device, dtype=side.dtype)
-    cols = torch.arange(W, device=x.device, dtype=side.dtype)
-    in_rows = (rows >= top[:, None]) & (rows < (top + side)[:, None])     # (B, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + side)[:, None])   # (B, W)
-    hole = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)       # (B, 1, H, W)
-    return x.masked_fill(hole, 0.0)
-
-
-def gaussian_noise(x: Tensor, std: Sequence[float] = (0.0, 0.1), generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 4(h): add N(0, sigma^2) pixel noise, sigma ~ U(std) per image, then clamp to [0, 1].
-
-    Our choice of the default std range (0, 0.1) on the [0, 1] scale: visible but
-    not destructive noise.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    lo, hi = _check_range("std", std)
-    sigma = _uniform(lo, hi, (x.shape[0],), x.device, generator)
-    noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-    return (x + _per_image(sigma) * noise).clamp(0.0, 1.0)
-
-
-def sobel(x: Tensor) -> Tensor:
-    """Fig. 4(j) Sobel filtering: gradient magnitude of the luma, divided by its per-image max.
-
-    Replicate padding keeps the size; a flat image gives zeros. Output on 3 channels.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    _check_images(x)
-    gray = F.pad(rgb_to_gray(x), (1, 1, 1, 1), mode="replicate")
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
-    grad = F.conv2d(gray, torch.stack([kx, kx.t()]).unsqueeze(1))   # (B, 2, H, W): d/dx, d/dy
-    mag = grad.pow(2).sum(dim=1, keepdim=True).sqrt()
-    mag = mag / mag.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-    return mag.expand_as(x).contiguous()
-
-
-# ----------------------------------------------------------------------------- Fig. 5 and the full pipeline
-
-def _crop_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Fig. 5 "crop": random resized crop back to the input size, plus random flip."""
-    _check_images(x)
-    B, _, H, W = x.shape
-    boxes = sample_crop_boxes(B, H, W, generator=generator, device=x.device)
-    return resized_crop(x, boxes, (H, W), flip=_coin(0.5, B, x.device, generator))
-
-
-def _cutout_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return cutout(x, generator=generator)
-
-
-def _color_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return color_distortion(x, strength=1.0, generator=generator)
-
-
-def _sobel_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return sobel(x)
-
-
-def _noise_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return gaussian_noise(x, generator=generator)
-
-
-def _blur_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return gaussian_blur(x, generator=generator)
-
-
-def _rotate_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return rotate(x, generator=generator)
-
-
-#: The 7 transformations of Fig. 5, each ``f(x, generator=None)`` keeping the image size.
-#: Each is its Appendix A / Fig. 4 definition with default parameters: "color" is colour
-#: distortion of strength 1 (the ImageNet default, jitter p=0.8 + grayscale p=0.2) and
-#: "blur" keeps its p=0.5; "crop" includes the random flip.
-#: Book: chapter 2, book/02_augmentations.ipynb (chapter 3 reproduces Fig. 5).
-OPERATORS: dict[str, Callable[[Tensor, torch.Generator | None], Tensor]] = {
-    "crop": _crop_op,
-    "cutout": _cutout_op,
-    "color": _color_op,
-    "sobel": _sobel_op,
-    "noise": _noise_op,
-    "blur": _blur_op,
-    "rotate": _rotate_op,
-}
-
+# ----------------------------------------------------------------------------- the full pipeline
 
 class SimCLRAugment(torch.nn.Module):
     """SimCLR's augmentation (Appendix A) for a whole batch on its own device; call twice for two views.
 
     crop (area 0.08-1, ratio 3/4-4/3) + flip -> colour distortion of strength s
     -> optional Gaussian blur (p=0.5, sigma 0.1-2, kernel 10% of ``size``).
-    Same distribution as :func:`torchvision_pipeline` applied to each image,
-    but one set of batched tensor ops, with no host synchronisation.
-
-    Book: chapter 2, book/02_augmentations.ipynb.
+    Same distribution as ``augment_reference.torchvision_pipeline`` per image,
+    but batched tensor ops with no host synchronisation. A view is :meth:`draw`
+    (every random number, from ``generator``) then :meth:`apply` (a pure
+    function of the images and those tables); :meth:`concat` makes several
+    views with one :meth:`apply` (half the kernel launches for two views).
     """
 
     def __init__(self, size: int, strength: float = 0.5, blur: bool = False,
@@ -566,21 +426,57 @@ class SimCLRAugment(torch.nn.Module):
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One random view of each image: uint8 or float (B, 3, H, W) -> float32 (B, 3, size, size)."""
-        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
-        if images.dtype == torch.uint8:
-            x = images.float().div_(255.0)
-        elif images.is_floating_point():
-            x = images.float()
-        else:
-            raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-        B, _, H, W = x.shape
-        boxes = sample_crop_boxes(B, H, W, self.scale, self.ratio, generator, x.device)
-        x = resized_crop(x, boxes, self.size, flip=_coin(0.5, B, x.device, generator))
-        x = color_distortion(x, self.strength, generator)
+        x = _to_float(images)
+        return self.apply(x, self.draw(x.shape[0], x.shape[2], x.shape[3], generator, x.device))
+
+    def concat(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
+        """``torch.cat([self(x, generator=g) for x, g in zip(images, generators)])``, the same views.
+
+        Each chunk's tables come from its own generator, then one :meth:`apply`
+        runs on all the chunks at once (on a CPU one per chunk: faster there)."""
+        if len(images) != len(generators) or not images:
+            raise ValueError(f"concat needs one generator per image batch, got {len(images)} batches and "
+                             f"{len(generators)} generators")
+        for x in images:
+            _check_batch(x)
+        if len({x.shape[1:] for x in images}) != 1:
+            raise ValueError(f"concat needs batches of one image shape, got {[tuple(x.shape) for x in images]}")
+        if images[0].device.type == "cpu":
+            return torch.cat([self(x, generator=g) for x, g in zip(images, generators)])
+        return self._concat_joined(images, generators)
+
+    def _concat_joined(self, images: Sequence[Tensor], generators: Sequence[torch.Generator | None]) -> Tensor:
+        """:meth:`concat` with one :meth:`apply` for all the chunks (what a GPU runs)."""
+        x = torch.cat([_to_float(x) for x in images])
+        tables = [self.draw(c.shape[0], c.shape[2], c.shape[3], g, x.device) for c, g in zip(images, generators)]
+        return self.apply(x, {k: torch.cat([t[k] for t in tables]) for k in tables[0]})
+
+    def draw(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
+             device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """Every random draw of one view, in a fixed order: one row per image of ``boxes``, ``flip``,
+        ``bright``, ``contrast``, ``sat``, ``hue``, ``jitter``, ``perm``, ``gray`` (blur: ``sigma``, ``blur``)."""
+        s, dev = self.strength, device
+        if dev is None:
+            dev = generator.device if generator is not None else torch.device("cpu")
+        t = {"boxes": sample_crop_boxes(batch, height, width, self.scale, self.ratio, generator, dev),
+             "flip": _coin(0.5, batch, dev, generator)}
+        ranges = [(max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s)] * 3 + [(-0.2 * s, 0.2 * s)]
+        t.update(zip(("bright", "contrast", "sat", "hue", "jitter", "perm"),
+                     _draw_jitter(batch, ranges, 0.8, dev, generator)))
+        t["gray"] = _coin(0.2, batch, dev, generator)
         if self.blur:
-            x = gaussian_blur(x, (0.1, 2.0), p=0.5, generator=generator)
+            t["sigma"] = _uniform(0.1, 2.0, (batch,), dev, generator)
+            t["blur"] = _coin(0.5, batch, dev, generator)
+        return t
+
+    def apply(self, x: Tensor, t: dict[str, Tensor]) -> Tensor:
+        """The view of float images ``x`` (B, 3, H, W) given :meth:`draw`'s tables: no randomness here."""
+        x = resized_crop(x, t["boxes"], self.size, flip=t["flip"])
+        x = _apply_jitter(x, t["bright"], t["contrast"], t["sat"], t["hue"], t["jitter"], t["perm"],
+                          hue=self.strength > 0)
+        x = _apply_gray(x, t["gray"], inplace=True)                # x is a new tensor here
+        if self.blur:
+            x = _apply_blur(x, t["sigma"], t["blur"])
         return x
 
     def extra_repr(self) -> str:
@@ -588,42 +484,16 @@ class SimCLRAugment(torch.nn.Module):
                 f"scale={self.scale}, ratio=({self.ratio[0]:.4g}, {self.ratio[1]:.4g})")
 
 
-class _ToFloat:
-    """uint8 CHW tensor or PIL image -> float32 CHW in [0, 1] (ToTensor for tensors too)."""
-
-    def __call__(self, img: Tensor | object) -> Tensor:
-        if not isinstance(img, Tensor):
-            img = TF.pil_to_tensor(img)
-        return img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
-
-    def __repr__(self) -> str:
-        return "ToFloat()"
+def _check_batch(images: Tensor) -> None:
+    """A one-line error unless ``images`` is a uint8 or float (B, 3, H, W) batch."""
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
 
 
-def torchvision_pipeline(size: int, strength: float = 0.5, blur: bool = False,
-                         scale: Sequence[float] = (0.08, 1.0),
-                         ratio: Sequence[float] = (3 / 4, 4 / 3)) -> T.Compose:
-    """The per-image reference: Appendix A's pseudo-code as torchvision transforms.
-
-    This is what DataLoader workers run in the official / lightly-style SimCLR
-    code. Input: a uint8 CHW tensor or PIL image; output: float32 CHW in [0, 1].
-    The image is converted to float first, so every op works on floats (as
-    :class:`SimCLRAugment` does). ``RandomResizedCrop`` keeps torchvision's
-    default ``antialias=True`` (no difference from our batched crop when the
-    crop is not larger than ``size``).
-
-    Book: chapter 2, book/02_augmentations.ipynb.
-    """
-    if not 0.0 <= strength <= 2.5:
-        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
-    s = strength
-    ops = [
-        _ToFloat(),
-        T.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
-        T.RandomHorizontalFlip(p=0.5),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-    ]
-    if blur:
-        ops.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0))], p=0.5))
-    return T.Compose(ops)
+def _to_float(images: Tensor) -> Tensor:
+    """uint8 or float (B, 3, H, W) -> float32 in [0, 1]."""
+    _check_batch(images)
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()

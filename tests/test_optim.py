@@ -90,10 +90,64 @@ def test_lars_trains_a_model():
     assert losses[-1] < losses[0] * 0.9
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_other_optimizers(name):
-    opt = build_optimizer(_model(), name, 0.1, 1e-4)
-    assert len(opt.param_groups) == 2 and opt.param_groups[1]["weight_decay"] == 0.0
+def _net(dtype: torch.dtype) -> nn.Module:
+    """Conv + BN + linear layers, one weight all zeros (trust ratio 1) and one parameter left without a gradient."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).to(dtype)
+    with torch.no_grad():
+        net[5].weight.zero_()
+    return net
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("wd", [0.0, 1e-4])
+def test_foreach_lars_equals_the_reference_step(dtype, tol, wd):
+    """The torch._foreach LARS (the default) gives the parameters and momentum buffers of the per-parameter
+    reference over 6 steps: weight decay and trust ratios for weights, neither for biases and BN."""
+    nets = [_net(dtype), _net(dtype)]
+    opts = [LARS(param_groups(n, wd), lr=2.0, momentum=0.9, weight_decay=wd, foreach=f)
+            for n, f in zip(nets, (True, False))]
+    x, y = torch.randn(16, 3, 6, 6, dtype=dtype), torch.randint(0, 4, (16,))
+    for step in range(6):
+        for n, o in zip(nets, opts):
+            o.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(n(x * (1 + step)), y).backward()
+            n[7].bias.grad = None                              # a parameter without a gradient is skipped
+            o.step()
+    for (name, a), b in zip(nets[0].named_parameters(), nets[1].parameters()):
+        assert (a - b).abs().max() <= tol * max(1.0, b.abs().max()), name
+        if name != "7.bias":
+            assert (opts[0].state[a]["momentum_buffer"] - opts[1].state[b]["momentum_buffer"]).abs().max() <= tol
+    assert "momentum_buffer" not in opts[0].state[nets[0][7].bias]
+    moved = [(a - b).abs().max() > 0 for a, b in zip(nets[0].parameters(), _net(dtype).parameters())]
+    assert sum(moved) == len(moved) - 1                       # every parameter but the gradient-less one moved
+
+
+def test_sgd_is_nesterov_momentum_with_weight_decay_on_weights_only():
+    m = _model()
+    opt = build_optimizer(m, "sgd", 0.1, 0.01)
+    before = [p.detach().clone() for p in m.parameters()]
+    for p in m.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    opt.step()
+    for (name, p), p0 in zip(m.named_parameters(), before):
+        wd = 0.01 if p.ndim > 1 else 0.0                     # biases and BN: no weight decay
+        # first Nesterov step: buf = g', update = g' + 0.9 * buf = 1.9 g', g' = g + wd * p
+        assert torch.allclose(p.detach(), p0 - 0.1 * 1.9 * (0.5 + wd * p0), atol=1e-7), name
+
+
+def test_adam_decays_weights_only():
+    m = _model()
+    opt = build_optimizer(m, "adam", 0.1, 0.01)
+    before = [p.detach().clone() for p in m.parameters()]
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for (name, p), p0 in zip(m.named_parameters(), before):
+        shrink = 1 - 0.1 * 0.01 if p.ndim > 1 else 1.0       # AdamW's decoupled decay; none for biases and BN
+        assert torch.allclose(p.detach(), p0 * shrink, atol=1e-7), name
+    assert isinstance(opt, torch.optim.AdamW)
 
 
 def test_scaled_lr():

@@ -1,0 +1,69 @@
+"""scripts/book_gpu.py: each chapter's full-scale experiments, run here in quick mode (tiny settings, CPU)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_tree
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "book_gpu.py"
+
+
+@pytest.fixture(scope="module")
+def book_gpu():
+    spec = importlib.util.spec_from_file_location("book_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("tree"))
+
+
+@pytest.mark.parametrize("chapter,extra", [(1, {"pixels_knn", "random_encoder_knn"}),
+                                           (6, {"knn_on_h", "linear_eval"})])
+def test_quick_mode_writes_the_results_file(book_gpu, tree, tmp_path, chapter, extra):
+    out = book_gpu.main(["--chapter", str(chapter), "--quick", "--data", str(tree), "--out", str(tmp_path / "r.json")])
+    res = json.loads(out.read_text())
+    for key in ("chapter", "title", "device", "commit", "torch", "wall_time_s", "limit_s", "within_limit", "runs"):
+        assert key in res, key
+    assert res["chapter"] == chapter and res["quick"] is True and res["limit_s"] == 540
+    assert res["device"].startswith("CPU") and res["train_images"] == 72 and res["test_images"] == 24
+    names = [name for name, _ in book_gpu.CHAPTERS[chapter][1]]
+    assert [r["name"] for r in res["runs"]] == names
+    for run in res["runs"]:
+        assert run["status"] == "completed" and run["steps"] == 2 and 0 <= run["knn_top1"] <= 1
+        assert run["config"]["arch"] == "resnet10" and run["config"]["batch_size"] == 32 and run["wall_time_s"] > 0
+    assert set(res["extra"]) == extra
+    assert all(0 <= (v["top1"] if isinstance(v, dict) else v) <= 1 for v in res["extra"].values())
+
+
+def test_every_chapter_has_valid_full_scale_runs_within_the_limit(book_gpu):
+    """The full-scale configs build and validate (no training): ResNet-18 on all images, a shared time budget."""
+    assert sorted(book_gpu.CHAPTERS) == list(range(1, 8))
+    assert book_gpu.TRAIN_MINUTES * 60 <= book_gpu.LIMIT_S - 120          # >= 2 minutes for start-up and evaluation
+    for chapter, (title, runs, _) in book_gpu.CHAPTERS.items():
+        minutes = book_gpu.TRAIN_MINUTES / len(runs)
+        for name, overrides in runs:
+            cfg = book_gpu.run_config(name, overrides, minutes, quick=False)
+            cfg.validate()
+            assert cfg.arch == "resnet18" and cfg.train_limit == 0 and cfg.test_limit == 0, (chapter, name)
+            assert cfg.time_budget == pytest.approx(minutes) and cfg.knn_every == 0
+            for field, value in overrides.items():
+                assert getattr(cfg, field) == value
+
+
+def test_bad_chapter_and_no_gpu_give_one_line_errors(book_gpu, tree):
+    with pytest.raises(SystemExit, match="--chapter must be one of"):
+        book_gpu.main(["--chapter", "9", "--quick", "--data", str(tree), "--out", "/dev/null"])
+    with pytest.raises(SystemExit, match="--train-minutes must be in"):
+        book_gpu.main(["--chapter", "1", "--quick", "--train-minutes", "7", "--data", str(tree)])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA GPU here"):
+            book_gpu.main(["--chapter", "1"])
