@@ -88,7 +88,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: Any = None) -> argparse.Namespace:
+        """Parse; ``pretrain`` needs ``--out`` unless it only prints its config (``--print-config``)."""
         ns = super().parse_args(args, namespace)
         if getattr(ns, "command", None) == "pretrain" and ns.out is None and not ns.print_config:
             self.exit(2, f"error: the following arguments are required: --out; see '{self.prog} pretrain --help'\n")
