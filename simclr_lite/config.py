@@ -159,6 +159,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's CIFAR-10 settings on one GPU: ResNet-18, CIFAR stem, LARS, batch 512.
     "cifar10-gpu": dict(arch="resnet18", width=1.0, stem_stride=1, epochs=500, batch_size=512, lr=1.0,
                         temperature=0.5, warmup_epochs=10, knn_every=10, log_every=50),
+    # Budgeted training on one GPU (issue 16's target: >= 85% kNN in 10 minutes on an H200). A starting point
+    # from the CPU sweep (tau 0.2, a 2048-wide head) and solo-learn's recipe (weight decay 1e-5); NOT YET
+    # MEASURED on a GPU: the next H200 run decides (benchmarks/gpu_all.sh prints it as "to be measured").
+    "cifar10-gpu-10min": dict(arch="resnet18", width=1.0, stem_stride=1, proj_hidden=2048, epochs=1000,
+                              time_budget=10, batch_size=512, lr=1.0, weight_decay=1e-5, temperature=0.2,
+                              warmup_epochs=5, knn_every=20, log_every=97),
     # ImageNet, Sec. 4 defaults: ResNet-50, 224 px, s = 1 with blur, batch 4096, LARS 4.8, 100 epochs.
     # Images are decoded (shorter side 256, centre 256x256) by 10 DataLoader workers per GPU, then
     # cropped and augmented on the GPU.

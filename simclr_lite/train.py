@@ -176,8 +176,12 @@ def _augment(views: tuple[Callable[..., torch.Tensor], ...], x: torch.Tensor, sh
              cfg: Config, step: int, dtype: torch.dtype) -> torch.Tensor:
     """Both views of this rank's images: view 1's shards, then view 2's, each shard with its own generator."""
     dev = x.device
-    inp = torch.cat([views[v](x[rows], generator=generator(dev, cfg.seed, step, v, sid))
-                     for v in range(2) for sid, rows in shard.shards(rank)]).to(dtype)
+    parts = [(v, x[rows], generator(dev, cfg.seed, step, v, sid)) for v in range(2) for sid, rows in shard.shards(rank)]
+    if views[0] is views[1] and isinstance(views[0], SimCLRAugment):   # one apply for every shard (GPU launches)
+        inp = views[0].concat([c for _, c, _ in parts], [g for _, _, g in parts])
+    else:
+        inp = torch.cat([views[v](c, generator=g) for v, c, g in parts])
+    inp = inp.to(dtype)
     return inp.contiguous(memory_format=torch.channels_last) if cfg.channels_last else inp
 
 
