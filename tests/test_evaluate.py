@@ -163,14 +163,16 @@ def knn_top1_of_run(run, k: int | None = None) -> float:
     bank, the run's test set, ``k`` (default: the run's knn_k) and knn_t (for test_train's checks)."""
     from simclr_lite.data import load_dataset
     from simclr_lite.evaluate import extract_features
-    from simclr_lite.train import _stream_features, load_run, stream_datasets
+    from simclr_lite.run import load_run
+    from simclr_lite.splits import Split, stream_datasets
 
     model, cfg = load_run(run)
+    dev = torch.device("cpu")
     if cfg.loader == "stream":
         train_ds, test_ds = stream_datasets(cfg)
-        ftr = _stream_features(model.encoder, train_ds, torch.arange(len(train_ds)), cfg, torch.device("cpu"))
-        fte = _stream_features(model.encoder, test_ds, torch.arange(len(test_ds)), cfg, torch.device("cpu"))
         ytr, yte = train_ds.labels, test_ds.labels
+        ftr = Split(torch.arange(len(train_ds)), ytr, train_ds).features(model.encoder, cfg, dev)
+        fte = Split(torch.arange(len(test_ds)), yte, test_ds).features(model.encoder, cfg, dev)
     else:
         xtr, ytr, classes = load_dataset(cfg.data, True, size=cfg.image_size)
         xte, yte, _ = load_dataset(cfg.data, False, size=cfg.image_size, classes=classes)
