@@ -351,8 +351,8 @@ def test_browser_test_catches_presentation_defects(served_book: str, built_book:
     """A built chapter page, spoiled in each way the page test checks, reports each defect."""
     page = next(built_book.glob("book/0[1-9]_*.html"))
     html = page.read_text()
-    title = re.search(r"<h1[^>]*>", html)
-    assert title, f"{page.name} has no <h1>"
+    title = re.compile(r"<h1[^>]*>").search(html, html.find("<article"))
+    assert title and html.find("<article") >= 0, f"{page.name} has no <h1> in its <article>"
     wide_png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
     spoilt = (html[:title.start()]
               + "<div class='cell docutils container'><div class='highlight'><pre>x = 1</pre></div></div>"
