@@ -2,8 +2,13 @@
 
 The build never executes notebooks (``execute_notebooks: off``): it renders
 the outputs stored in ``book/*.ipynb``. The browser test serves the HTML on
-127.0.0.1 and fails on a page of the table of contents that is missing, a
-broken image, a Python traceback in an output, or an error in the console.
+127.0.0.1 to a Chromium that cannot resolve any other host (the network is off
+for it) and fails on a page of the table of contents that is missing, a broken
+image, a Python traceback in an output, an error in the console, a paragraph or
+output of raw pipe-table text, visible ``NBVAL`` text, an output or image wider
+than the text column at a 1280 px window, maths that MathJax (served from the
+book's own ``_static``) did not render, or a code cell above the page's title.
+With ``BOOK_SHOTS=DIR`` it also saves a full-page screenshot of every page there.
 Chromium (Debian's ``chromium`` + ``chromium-driver``) is installed by
 ``scripts/test.sh`` when missing; without it the browser test is skipped.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import re
 import shutil
 import subprocess
@@ -71,6 +77,22 @@ def test_notebook_is_stored_with_outputs_and_no_errors(nb: Path):
             text = out.get("text", "") if out.get("output_type") == "stream" else ""
             assert "Traceback (most recent call last)" not in text, f"{nb.name}: cell {i} printed a traceback"
     assert nb.stat().st_size < 3_000_000, f"{nb.name} is {nb.stat().st_size / 1e6:.1f} MB; lower the figures' dpi"
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_opens_with_its_title_and_keeps_nbval_markers_in_tags(nb: Path):
+    """The title cell comes first (the Colab cell after it), and nbval's markers are cell tags, which the
+    rendered page does not show, not comments in the code, which it does; every chapter closes with
+    exercises and opens with how it departs from the paper."""
+    cells = nbformat.read(nb, as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# "), \
+        f"{nb.name}: the first cell must be the chapter's title"
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            assert "NBVAL" not in cell.source, f"{nb.name}: cell {i} has an nbval comment; use a cell tag"
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "Where this chapter departs from the paper" in text and "## Exercises" in text, nb.name
+    assert ":class: dropdown" in text, f"{nb.name}: exercises need collapsed solutions"
 
 
 def _budget_line(nb: Path) -> str:
@@ -160,15 +182,17 @@ def _browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
+    # every host but 127.0.0.1 fails to resolve: the pages must work with the network off (MathJax included)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1600"):
+                 "--window-size=1280,1600", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
-# The book loads MathJax and fonts from public CDNs; with no internet (CI) those requests fail. Such a
-# failure is the machine's, not the book's: only errors about resources outside 127.0.0.1 are excused.
+# The browser cannot reach anything outside 127.0.0.1; a page may still ask (e.g. for a web font), and such a
+# failure is excused in the console check. What the reader needs (MathJax, images) must be local: the checks
+# below fail on unrendered maths and broken local images.
 _EXTERNAL = re.compile(r"https?://(?!127\.0\.0\.1)[^\s'\"]+")
 
 
@@ -204,6 +228,8 @@ def _page_problems(driver, doc: str, served_book: str, built_book: Path) -> list
             "return Array.from(document.querySelectorAll('.output, .cell_output'))"
             ".map(e => e.innerText).join('\\n')") or ""):
         problems.append(f"{doc}: an output shows a Python error")
+    problems += [f"{doc}: {p}" for p in driver.execute_script(_LAYOUT_JS)]
+    problems += _math_problems(driver, doc)
     problems += [f"{doc}: console error: {m}" for m in _real_errors(driver.get_log("browser"))]
     links = driver.execute_script(
         "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
@@ -215,12 +241,90 @@ def _page_problems(driver, doc: str, served_book: str, built_book: Path) -> list
     return problems
 
 
+# Presentation checks, run in the page. Each returns a list of problems (strings).
+_LAYOUT_JS = r"""
+const out = [];
+const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const colRect = col.getBoundingClientRect();
+const short = el => (el.innerText || el.src || el.tagName).trim().slice(0, 60).replace(/\s+/g, ' ');
+// raw pipe tables: a Markdown table shown as text in a paragraph or an output
+// (a paragraph joins the table's lines, so look for the header separator anywhere: |---|)
+const sep = /\|\s*:?-{3,}:?\s*\|/;
+for (const el of col.querySelectorAll('p, .cell_output pre, .output pre')) {
+  if (sep.test(el.innerText)) out.push('raw pipe-table text: ' + short(el));
+}
+// nbval markers
+if (/NBVAL/.test(document.body.innerText)) out.push('visible NBVAL marker text');
+// outputs and images wider than the text column (cut off, or scrolled sideways)
+const wide = [];
+for (const el of col.querySelectorAll('.cell_output, .cell_output *, img, article.bd-article table')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0) continue;
+  if (r.right > colRect.right + 2 || r.left < colRect.left - 2) wide.push('wider than the column (' +
+      Math.round(r.width) + ' px in ' + Math.round(colRect.width) + ' px): ' + el.tagName + ' ' + short(el));
+  else if (el.scrollWidth > el.clientWidth + 2 && getComputedStyle(el).overflowX !== 'visible')
+    wide.push('scrolls sideways (' + el.scrollWidth + ' px in ' + el.clientWidth + ' px): ' + el.tagName + ' ' + short(el));
+}
+out.push(...wide.slice(0, 5));
+// a code cell above the title
+const h1 = col.querySelector('h1');
+const cell = col.querySelector('.cell, div.highlight');
+if (h1 && cell && (cell.compareDocumentPosition(h1) & Node.DOCUMENT_POSITION_FOLLOWING)) out.push('a code cell comes before the title');
+return out;
+"""
+
+# Wait (up to 20 s) for MathJax to typeset, then list maths it did not render and a MathJax loaded from elsewhere.
+_MATH_JS = r"""
+const done = arguments[arguments.length - 1];
+const maths = document.querySelectorAll('.math');
+if (!maths.length) { done({maths: 0}); return; }
+const src = Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s));
+const report = () => done({maths: maths.length, src: src,
+  raw: Array.from(maths).filter(m => !m.querySelector('mjx-container')).length,
+  containers: document.querySelectorAll('mjx-container').length});
+let waited = 0;
+(function poll() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { MathJax.startup.promise.then(report, report); return; }
+  if ((waited += 200) > 20000) { report(); return; }
+  setTimeout(poll, 200);
+})();
+"""
+
+
+def _math_problems(driver, doc: str) -> list[str]:
+    driver.set_script_timeout(30)
+    r = driver.execute_async_script(_MATH_JS)
+    if not r["maths"]:
+        return []
+    problems = []
+    local = [s for s in r["src"] if s.startswith(driver.execute_script("return location.origin")) and "/_static/" in s]
+    if not local:
+        problems.append(f"{doc}: MathJax is not loaded from the book's _static folder ({r['src'] or 'no script'})")
+    if r["raw"] or not r["containers"]:
+        problems.append(f"{doc}: {r['raw']} of {r['maths']} maths not rendered with the network off")
+    return problems
+
+
+def _screenshot(driver, path: Path) -> None:
+    """A full-page screenshot at the window's width (1280 px)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": 1280, "height": min(height, 30000), "scale": 1}})
+    import base64
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
 def test_pages_in_headless_chromium(served_book: str, built_book: Path):
     driver = _browser()
     problems: list[str] = []
+    shots = Path(os.environ["BOOK_SHOTS"]) if os.environ.get("BOOK_SHOTS") else None
     try:
         for doc in toc_files():
             problems += _page_problems(driver, doc, served_book, built_book)
+            if shots:
+                shots.mkdir(parents=True, exist_ok=True)
+                _screenshot(driver, shots / f"{Path(doc).name}.png")
     finally:
         driver.quit()
     assert not problems, "\n".join(sorted(set(problems)))
@@ -241,3 +345,39 @@ def test_browser_test_catches_a_traceback(served_book: str, built_book: Path):
     assert "_bad_page: a Python traceback is shown" in problems
     assert len([p for p in problems if "broken image" in p]) == 1
     assert any("console error" in p and "boom" in p for p in problems)
+
+
+def test_browser_test_catches_presentation_defects(served_book: str, built_book: Path):
+    """A built chapter page, spoiled in each way the page test checks, reports each defect."""
+    page = next(built_book.glob("book/0[1-9]_*.html"))
+    html = page.read_text()
+    title = re.compile(r"<h1[^>]*>").search(html, html.find("<article"))
+    assert title and html.find("<article") >= 0, f"{page.name} has no <h1> in its <article>"
+    wide_png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    spoilt = (html[:title.start()]
+              + "<div class='cell docutils container'><div class='highlight'><pre>x = 1</pre></div></div>"
+              + html[title.start():])
+    spoilt = spoilt.replace("</article>",
+        "<p>| run | loss |\n|---|---|\n| a | 1 |</p><p># NBVAL_IGNORE_OUTPUT</p>"
+        "<div class='cell_output docutils container'><div class='output text_plain highlight-myst-ansi notranslate'>"
+        "<div class='highlight'><pre style='white-space: pre'>" + "x" * 400 + "</pre></div></div>"
+        f"<img src='data:image/png;base64,{wide_png}' style='width: 2000px; max-width: none'></div>"
+        "<p><span class='math notranslate nohighlight'>\\(zzz\\)</span></p></article>", 1)
+    # MathJax from a CDN, which the browser cannot reach
+    spoilt = re.sub(r'src="[^"]*mathjax[^"]*"', 'src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"', spoilt)
+    bad = page.with_name("_spoilt.html")
+    bad.write_text(spoilt)
+    doc = str(bad.relative_to(built_book).with_suffix(""))
+    driver = _browser()
+    try:
+        problems = _page_problems(driver, doc, served_book, built_book)
+    finally:
+        driver.quit()
+        bad.unlink()
+    text = "\n".join(problems)
+    assert "raw pipe-table text" in text, text
+    assert "visible NBVAL marker text" in text, text
+    assert "wider than the column" in text or "scrolls sideways" in text, text
+    assert "a code cell comes before the title" in text, text
+    assert "MathJax is not loaded from the book's _static folder" in text, text
+    assert "not rendered with the network off" in text, text
