@@ -44,7 +44,7 @@ CROP_TRIES = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls ba
 
 # ----------------------------------------------------------------------------- helpers
 
-def _check_images(x: Tensor, name: str = "x") -> None:
+def check_images(x: Tensor, name: str = "x") -> None:
     """Raise ValueError unless ``x`` is a float (B, 3, H, W) batch."""
     if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -58,25 +58,25 @@ def _check_p(p: float) -> None:
         raise ValueError(f"probability p must be in [0, 1], got {p}")
 
 
-def _check_range(name: str, lo_hi: Sequence[float], low: float = 0.0) -> tuple[float, float]:
+def check_range(name: str, lo_hi: Sequence[float], low: float = 0.0) -> tuple[float, float]:
     """Validate a (min, max) pair with ``low <= min <= max``."""
     if len(lo_hi) != 2 or not low <= lo_hi[0] <= lo_hi[1]:
         raise ValueError(f"{name} must be a pair (min, max) with {low} <= min <= max, got {tuple(lo_hi)}")
     return float(lo_hi[0]), float(lo_hi[1])
 
 
-def _uniform(low: float, high: float, shape: tuple[int, ...], device: torch.device,
+def uniform(low: float, high: float, shape: tuple[int, ...], device: torch.device,
              generator: torch.Generator | None) -> Tensor:
     """U(low, high) samples of ``shape`` on ``device``."""
     return low + (high - low) * torch.rand(shape, device=device, generator=generator)
 
 
-def _coin(p: float, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+def coin(p: float, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
     """n independent Bernoulli(p) draws as a bool tensor."""
     return torch.rand(n, device=device, generator=generator) < p
 
 
-def _per_image(v: Tensor) -> Tensor:
+def per_image(v: Tensor) -> Tensor:
     """(B,) -> (B, 1, 1, 1), to broadcast one value per image."""
     return v.view(-1, 1, 1, 1)
 
@@ -100,13 +100,13 @@ def sample_crop_boxes(batch: int, height: int, width: int,
     Returns an int64 tensor (batch, 4) of ``(top, left, h, w)`` on ``device``
     (default: the generator's device, else CPU).
     """
-    s_lo, s_hi = _check_range("scale", scale, low=1e-12)
-    r_lo, r_hi = _check_range("ratio", ratio, low=1e-12)
+    s_lo, s_hi = check_range("scale", scale, low=1e-12)
+    r_lo, r_hi = check_range("ratio", ratio, low=1e-12)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     shape = (batch, CROP_TRIES)
-    area = height * width * _uniform(s_lo, s_hi, shape, device, generator)
-    aspect = torch.exp(_uniform(math.log(r_lo), math.log(r_hi), shape, device, generator))
+    area = height * width * uniform(s_lo, s_hi, shape, device, generator)
+    aspect = torch.exp(uniform(math.log(r_lo), math.log(r_hi), shape, device, generator))
     w = torch.round(torch.sqrt(area * aspect))
     h = torch.round(torch.sqrt(area / aspect))
     fits = (w.clamp(1, width) == w) & (h.clamp(1, height) == h)   # 1 <= side <= image side (sides are integers)
@@ -146,7 +146,7 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int | tuple[int, int],
     (B,)) mirrors the chosen images horizontally for free by reversing their
     sampling grid.
     """
-    _check_images(x)
+    check_images(x)
     out_h, out_w = (size, size) if isinstance(size, int) else size
     B, _, H, W = x.shape
     top, left, h, w = boxes.to(device=x.device, dtype=x.dtype).unbind(dim=1)
@@ -173,17 +173,17 @@ def random_resized_crop(x: Tensor, size: int, scale: Sequence[float] = (0.08, 1.
     Boxes come from :func:`sample_crop_boxes` (torchvision's RandomResizedCrop
     distribution); resizing is :func:`resized_crop` (bilinear, no antialias).
     """
-    _check_images(x)
+    check_images(x)
     boxes = sample_crop_boxes(x.shape[0], x.shape[2], x.shape[3], scale, ratio, generator, x.device)
     return resized_crop(x, boxes, size)
 
 
 def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
     """Mirror each image left-right with probability ``p`` (Appendix A: crop "with random flip")."""
-    _check_images(x)
+    check_images(x)
     _check_p(p)
-    flip = _coin(p, x.shape[0], x.device, generator)
-    return torch.where(_per_image(flip), x.flip(-1), x)
+    flip = coin(p, x.shape[0], x.device, generator)
+    return torch.where(per_image(flip), x.flip(-1), x)
 
 
 # ----------------------------------------------------------------------------- colour
@@ -254,7 +254,7 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
     or doing hue at that step), then the hue shift is applied to the images
     whose step it is.
     """
-    _check_images(x)
+    check_images(x)
     _check_p(p)
     inf = float("inf")
     ranges = [_jitter_range("brightness", brightness, 1.0, (0.0, inf)),
@@ -268,8 +268,8 @@ def color_jitter(x: Tensor, brightness: float | Sequence[float] = 0.0, contrast:
 def _draw_jitter(batch: int, ranges: Sequence[tuple[float, float]], p: float, device: torch.device,
                  generator: torch.Generator | None) -> tuple[Tensor, ...]:
     """:func:`color_jitter`'s random draws: 4 factors (B,) each, which images (B,), a permutation (B, 4)."""
-    factors = tuple(_uniform(lo, hi, (batch,), device, generator) for lo, hi in ranges)
-    jitter = _coin(p, batch, device, generator)
+    factors = tuple(uniform(lo, hi, (batch,), device, generator) for lo, hi in ranges)
+    jitter = coin(p, batch, device, generator)
     perm = torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1)   # a permutation per image
     return (*factors, jitter, perm)
 
@@ -329,18 +329,18 @@ def _apply_where(mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor
     if x.device.type == "cpu":
         idx = mask.nonzero().squeeze(1)
         return (x.index_copy_ if inplace else x.index_copy)(0, idx, fn(x[idx], idx))
-    return torch.where(_per_image(mask), fn(x, None), x)
+    return torch.where(per_image(mask), fn(x, None), x)
 
 
 def random_grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
     """torchvision's ``RandomGrayscale(p)``: with probability p an image becomes its luma, on 3 channels."""
-    _check_images(x)
+    check_images(x)
     _check_p(p)
     return _random_grayscale(x, p, generator)
 
 
 def _random_grayscale(x: Tensor, p: float, generator: torch.Generator | None, inplace: bool = False) -> Tensor:
-    return _apply_gray(x, _coin(p, x.shape[0], x.device, generator), inplace)
+    return _apply_gray(x, coin(p, x.shape[0], x.device, generator), inplace)
 
 
 def _apply_gray(x: Tensor, gray: Tensor, inplace: bool = False) -> Tensor:
@@ -378,11 +378,11 @@ def gaussian_blur(x: Tensor, sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5
     1-D kernel per image. The kernel side comes from :func:`blur_kernel_size`
     of ``min(H, W)``.
     """
-    _check_images(x)
+    check_images(x)
     _check_p(p)
-    lo, hi = _check_range("sigma", sigma, low=1e-6)
-    sig = _uniform(lo, hi, (x.shape[0],), x.device, generator)
-    return _apply_blur(x, sig, _coin(p, x.shape[0], x.device, generator), kernel_fraction)
+    lo, hi = check_range("sigma", sigma, low=1e-6)
+    sig = uniform(lo, hi, (x.shape[0],), x.device, generator)
+    return _apply_blur(x, sig, coin(p, x.shape[0], x.device, generator), kernel_fraction)
 
 
 def _apply_blur(x: Tensor, sig: Tensor, blur: Tensor, kernel_fraction: float = 0.1) -> Tensor:
@@ -396,7 +396,7 @@ def _apply_blur(x: Tensor, sig: Tensor, blur: Tensor, kernel_fraction: float = 0
     y = F.pad(x, (r, r, r, r), mode="reflect").reshape(1, B * C, H + 2 * r, W + 2 * r)
     y = F.conv2d(y, kernel[:, None, None, :], groups=B * C)   # along width
     y = F.conv2d(y, kernel[:, None, :, None], groups=B * C)   # along height
-    return torch.where(_per_image(blur), y.view(B, C, H, W), x)
+    return torch.where(per_image(blur), y.view(B, C, H, W), x)
 
 
 # ----------------------------------------------------------------------------- the full pipeline
@@ -421,8 +421,8 @@ class SimCLRAugment(torch.nn.Module):
         if not 0.0 <= strength <= 2.5:
             raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
         self.size, self.strength, self.blur = size, float(strength), bool(blur)
-        self.scale = _check_range("scale", scale, low=1e-12)
-        self.ratio = _check_range("ratio", ratio, low=1e-12)
+        self.scale = check_range("scale", scale, low=1e-12)
+        self.ratio = check_range("ratio", ratio, low=1e-12)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One random view of each image: uint8 or float (B, 3, H, W) -> float32 (B, 3, size, size)."""
@@ -459,14 +459,14 @@ class SimCLRAugment(torch.nn.Module):
         if dev is None:
             dev = generator.device if generator is not None else torch.device("cpu")
         t = {"boxes": sample_crop_boxes(batch, height, width, self.scale, self.ratio, generator, dev),
-             "flip": _coin(0.5, batch, dev, generator)}
+             "flip": coin(0.5, batch, dev, generator)}
         ranges = [(max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s)] * 3 + [(-0.2 * s, 0.2 * s)]
         t.update(zip(("bright", "contrast", "sat", "hue", "jitter", "perm"),
                      _draw_jitter(batch, ranges, 0.8, dev, generator)))
-        t["gray"] = _coin(0.2, batch, dev, generator)
+        t["gray"] = coin(0.2, batch, dev, generator)
         if self.blur:
-            t["sigma"] = _uniform(0.1, 2.0, (batch,), dev, generator)
-            t["blur"] = _coin(0.5, batch, dev, generator)
+            t["sigma"] = uniform(0.1, 2.0, (batch,), dev, generator)
+            t["blur"] = coin(0.5, batch, dev, generator)
         return t
 
     def apply(self, x: Tensor, t: dict[str, Tensor]) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .augment import (_check_images, _check_range, _coin, _per_image, _uniform, color_distortion, gaussian_blur,
+from .augment import (check_images, check_range, coin, per_image, uniform, color_distortion, gaussian_blur,
                       resized_crop, rgb_to_gray, sample_crop_boxes)
 
 __all__ = ["color_drop", "rotate", "cutout", "gaussian_noise", "sobel", "OPERATORS"]
@@ -22,7 +22,7 @@ __all__ = ["color_drop", "rotate", "cutout", "gaussian_noise", "sobel", "OPERATO
 
 def color_drop(x: Tensor) -> Tensor:
     """Fig. 4(e) "color drop": every image becomes grayscale (3 equal channels)."""
-    _check_images(x)
+    check_images(x)
     return rgb_to_gray(x).expand_as(x).contiguous()
 
 
@@ -31,10 +31,10 @@ def rotate(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
     Counter-clockwise, i.e. ``TF.rotate(img, 90 * k)`` = ``torch.rot90(img, k, dims=(-2, -1))``.
     """
-    _check_images(x)
+    check_images(x)
     if x.shape[2] != x.shape[3]:
         raise ValueError(f"rotate needs square images, got shape {tuple(x.shape)}")
-    k = _per_image(torch.randint(1, 4, (x.shape[0],), device=x.device, generator=generator))
+    k = per_image(torch.randint(1, 4, (x.shape[0],), device=x.device, generator=generator))
     r1, r2, r3 = (torch.rot90(x, i, dims=(2, 3)) for i in (1, 2, 3))
     return torch.where(k == 1, r1, torch.where(k == 2, r2, r3))
 
@@ -46,7 +46,7 @@ def cutout(x: Tensor, size_fraction: float = 0.5, generator: torch.Generator | N
     pixels (so "up to half the image" by default) and it lies fully inside the
     image, at a uniformly random position.
     """
-    _check_images(x)
+    check_images(x)
     if not 0.0 < size_fraction <= 1.0:
         raise ValueError(f"size_fraction must be in (0, 1], got {size_fraction}")
     B, _, H, W = x.shape
@@ -69,11 +69,11 @@ def gaussian_noise(x: Tensor, std: Sequence[float] = (0.0, 0.1), generator: torc
     Our choice of the default std range (0, 0.1) on the [0, 1] scale: visible but
     not destructive noise.
     """
-    _check_images(x)
-    lo, hi = _check_range("std", std)
-    sigma = _uniform(lo, hi, (x.shape[0],), x.device, generator)
+    check_images(x)
+    lo, hi = check_range("std", std)
+    sigma = uniform(lo, hi, (x.shape[0],), x.device, generator)
     noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-    return (x + _per_image(sigma) * noise).clamp(0.0, 1.0)
+    return (x + per_image(sigma) * noise).clamp(0.0, 1.0)
 
 
 def sobel(x: Tensor) -> Tensor:
@@ -81,7 +81,7 @@ def sobel(x: Tensor) -> Tensor:
 
     Replicate padding keeps the size; a flat image gives zeros. Output on 3 channels.
     """
-    _check_images(x)
+    check_images(x)
     gray = F.pad(rgb_to_gray(x), (1, 1, 1, 1), mode="replicate")
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
     grad = F.conv2d(gray, torch.stack([kx, kx.t()]).unsqueeze(1))   # (B, 2, H, W): d/dx, d/dy
@@ -92,10 +92,10 @@ def sobel(x: Tensor) -> Tensor:
 
 def _crop_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Fig. 5 "crop": random resized crop back to the input size, plus random flip."""
-    _check_images(x)
+    check_images(x)
     B, _, H, W = x.shape
     boxes = sample_crop_boxes(B, H, W, generator=generator, device=x.device)
-    return resized_crop(x, boxes, (H, W), flip=_coin(0.5, B, x.device, generator))
+    return resized_crop(x, boxes, (H, W), flip=coin(0.5, B, x.device, generator))
 
 
 def _cutout_op(x: Tensor, generator: torch.Generator | None = None) -> Tensor:

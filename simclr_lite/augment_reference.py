@@ -16,14 +16,14 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from torch import Tensor
 
-from .augment import _per_image, blur_kernel_size, rgb_to_gray
+from .augment import per_image, blur_kernel_size, rgb_to_gray
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "torchvision_pipeline"]
 
 
 def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
     """torchvision's ``_blend``: ``factor * img + (1 - factor) * other``, clamped to [0, 1]."""
-    factor = _per_image(factor)
+    factor = per_image(factor)
     return (factor * img + (1.0 - factor) * other).clamp(0.0, 1.0)
 
 

@@ -101,7 +101,7 @@ def image_file(draw) -> tuple[str, bytes]:
     return draw(st.sampled_from([fmt, fmt, *EXTS])), data
 
 
-def _check_images(x, y, classes, size: int) -> None:
+def check_images(x, y, classes, size: int) -> None:
     assert x.dtype == torch.uint8 and y.dtype == torch.int64
     assert x.ndim == 4 and x.shape[1:] == (3, size, size) and x.shape[0] >= 1
     assert len(y) == len(x) and 0 <= int(y.min()) and int(y.max()) < len(classes)
@@ -138,7 +138,7 @@ def test_image_folder_loads_or_raises_data_error(files, skip_bad):
         except DataError as e:
             assert not skip_bad or "no readable images" in str(e) or "is empty" in str(e), e
             return
-        _check_images(x, y, classes, 16)
+        check_images(x, y, classes, 16)
         assert len(x) <= len(files) + 1
 
 
@@ -166,7 +166,7 @@ def _archive_loads_or_raises_data_error(archive_bytes: bytes, compression: str, 
         except DataError as e:
             assert "train.tar" in str(e) or "no readable images" in str(e), e
             return
-        _check_images(x, y, classes, 16)
+        check_images(x, y, classes, 16)
 
 
 @FUZZ

@@ -1,4 +1,4 @@
-"""Faults a long pretraining run meets, run through the CLI (issue 6, the README's fault table).
+"""Faults a long pretraining run meets, run through the CLI (issue 6; the book's "Faults and recovery" page lists them).
 
 Each run here is ``simclr_lite.__main__.main(argv)`` in a child process made
 with ``os.fork()``: the same code as ``python -m simclr_lite`` (whose entry
