@@ -150,7 +150,7 @@ def target_rows(folder: Path) -> list[tuple[str, str, str]]:
                      f"{e['eager']['epoch_s']:.2f} s vs {e['eager_nan_check_every_97']['epoch_s']:.2f} s per epoch",
                      "informative"))
     rows.append((">= 85% kNN with --time-budget 10 on one H200", "-",
-                 "to be measured: python -m simclr_lite pretrain --preset <budgeted preset> --time-budget 10"))
+                 "to be measured: python -m simclr_lite pretrain --preset cifar10-gpu-10min --out runs/g10"))
     rows.append((">= 90% kNN with --time-budget 60 on one H200", "-", "to be measured (60 minutes)"))
     if book:
         how = "quick settings" if book["quick"] else f"{book['train_minutes_per_run']} training minutes per run"
