@@ -209,39 +209,29 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import label_subset, load_dataset
+    from .data import label_subset
     from .distributed import describe_device, resolve_device
     from .evaluate import describe_result, fine_tune, knn_accuracy, linear_eval, save_result
     from .run import load_run
     from .sampling import subset_indices
-    from .splits import Split, stream_datasets
+    from .splits import load_splits
 
     run = Path(args.run)
     dev = resolve_device(args.device)
     model, cfg = load_run(run, dev)
     t0 = time.time()
-    data = args.data if args.data is not None else cfg.data
-    if cfg.loader == "stream":  # ImageNet-size trees: decode in DataLoader workers, never all in memory
-        if args.protocol == "finetune":
-            raise ConfigError("--protocol finetune reads decoded images into memory; a --loader stream run "
-                              "(ImageNet) supports --protocol knn or linear")
-        train_ds, test_ds = stream_datasets(cfg, data)
-        xtr, ytr = torch.arange(len(train_ds)), train_ds.labels
-        xte, yte = torch.arange(len(test_ds)), test_ds.labels
-    else:
-        progress = False if args.no_progress else None
-        xtr, ytr, classes = load_dataset(data, True, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
-                                         progress=progress)
-        xte, yte, _ = load_dataset(data, False, size=cfg.image_size, skip_bad=cfg.skip_bad_images,
-                                   classes=classes, progress=progress)
+    if cfg.loader == "stream" and args.protocol == "finetune":  # ImageNet-size trees are never all in memory
+        raise ConfigError("--protocol finetune reads decoded images into memory; a --loader stream run "
+                          "(ImageNet) supports --protocol knn or linear")
+    train, test = load_splits(dataclasses.replace(cfg, download=False),   # evaluate never downloads
+                              args.data if args.data is not None else cfg.data,
+                              progress=False if args.no_progress else None)
     if args.test_limit:
-        keep = subset_indices(len(xte), args.test_limit, cfg.seed + 1)
-        xte, yte = xte[keep], yte[keep]
+        test = test.subset(subset_indices(len(test), args.test_limit, cfg.seed + 1))
+    xtr, ytr, xte, yte = train.x, train.y, test.x, test.y
     result: dict[str, Any] = {"protocol": args.protocol}
     if args.protocol in ("knn", "linear"):
-        stream = cfg.loader == "stream"
-        ftr = Split(xtr, ytr, train_ds if stream else None).features(model.encoder, cfg, dev)
-        fte = Split(xte, yte, test_ds if stream else None).features(model.encoder, cfg, dev)
+        ftr, fte = train.features(model.encoder, cfg, dev), test.features(model.encoder, cfg, dev)
         if args.protocol == "knn":
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
             result["k"] = min(args.k, len(ftr))   # knn_predict uses at most the whole bank

@@ -81,10 +81,12 @@ def stream_datasets(cfg: Config, data: str | os.PathLike | None = None,
 
 
 def load_splits(cfg: Config, data: str | os.PathLike | None = None,
-                tensors: tuple[torch.Tensor, ...] | None = None) -> tuple[Split, Split]:
+                tensors: tuple[torch.Tensor, ...] | None = None,
+                progress: bool | None = None) -> tuple[Split, Split]:
     """The train and test :class:`Split` of ``data`` (default ``cfg.data``) as ``cfg.loader`` reads them.
 
     ``tensors``: ``(train_x, train_y, test_x, test_y)`` already decoded (the book's chapters).
+    ``progress``: the decoding bar of :func:`~simclr_lite.data.load_dataset` (None: on a terminal).
     """
     if cfg.loader == "stream":
         if tensors is not None:
@@ -97,7 +99,7 @@ def load_splits(cfg: Config, data: str | os.PathLike | None = None,
         return Split(train_x, train_y), Split(test_x, test_y)
     root = cfg.data if data is None else data
     train_x, train_y, classes = load_dataset(root, True, size=cfg.image_size, download=cfg.download,
-                                             skip_bad=cfg.skip_bad_images)
+                                             skip_bad=cfg.skip_bad_images, progress=progress)
     test_x, test_y, _ = load_dataset(root, False, size=cfg.image_size, download=cfg.download,
-                                     skip_bad=cfg.skip_bad_images, classes=classes)
+                                     skip_bad=cfg.skip_bad_images, classes=classes, progress=progress)
     return Split(train_x, train_y), Split(test_x, test_y)

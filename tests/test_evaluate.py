@@ -161,20 +161,11 @@ def test_fine_tune_beats_its_frozen_start():
 def knn_top1_of_run(run, k: int | None = None) -> float:
     """kNN top-1 of a run's saved encoder, computed here from its config: every training image in the
     bank, the run's test set, ``k`` (default: the run's knn_k) and knn_t (for test_train's checks)."""
-    from simclr_lite.data import load_dataset
-    from simclr_lite.evaluate import extract_features
     from simclr_lite.run import load_run
-    from simclr_lite.splits import Split, stream_datasets
+    from simclr_lite.splits import load_splits
 
     model, cfg = load_run(run)
-    dev = torch.device("cpu")
-    if cfg.loader == "stream":
-        train_ds, test_ds = stream_datasets(cfg)
-        ytr, yte = train_ds.labels, test_ds.labels
-        ftr = Split(torch.arange(len(train_ds)), ytr, train_ds).features(model.encoder, cfg, dev)
-        fte = Split(torch.arange(len(test_ds)), yte, test_ds).features(model.encoder, cfg, dev)
-    else:
-        xtr, ytr, classes = load_dataset(cfg.data, True, size=cfg.image_size)
-        xte, yte, _ = load_dataset(cfg.data, False, size=cfg.image_size, classes=classes)
-        ftr, fte = extract_features(model.encoder, xtr), extract_features(model.encoder, xte)
+    train, test = load_splits(cfg)
+    ftr, fte = (split.features(model.encoder, cfg, torch.device("cpu")) for split in (train, test))
+    ytr, yte = train.y, test.y
     return knn_accuracy(ftr, ytr, fte, yte, k=k or cfg.knn_k, temperature=cfg.knn_t)
