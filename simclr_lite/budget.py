@@ -16,10 +16,12 @@ that every chapter reports its budget, device and wall time the same way.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -44,6 +46,11 @@ class Budget:
     epochs: int         # epochs of the chapter's main pretraining run
     short_epochs: int   # epochs of each run in a sweep or grid (many runs)
     device: str         # "cpu" or "cuda"
+    # the shared models (:func:`shared_model`): trained once on the full-size data, reused by the chapters
+    model_train_images: int = 50000   # training images of the shared models (all of CIFAR-10's)
+    model_test_images: int = 10000    # test images they are evaluated on
+    model_epochs: int = 16            # epochs of the shared "main" model
+    arm_epochs: int = 4               # epochs of each arm of a chapter's sweep on the full-size data
 
     def config(self, **overrides: Any) -> Config:
         """A pretraining :class:`~simclr_lite.config.Config` at this budget, plus overrides.
@@ -72,11 +79,16 @@ class Budget:
 
 _BUDGETS = {
     "smoke": Budget("smoke", train_images=2048, test_images=512, arch="resnet10", width=0.125, stem_stride=2,
-                    batch_size=128, epochs=2, short_epochs=1, device="cpu"),
+                    batch_size=128, epochs=2, short_epochs=1, device="cpu",
+                    model_train_images=2048, model_test_images=512, model_epochs=2, arm_epochs=1),
+    # cpu: the main model is the cifar10-cpu preset's recipe for 16 epochs (55% kNN; about 17 minutes on
+    # 2 cores); an arm of 4 epochs on all 50,000 images reaches 48.4% kNN (raw pixels 44.2%, random 29.0%)
     "cpu": Budget("cpu", train_images=10000, test_images=2000, arch="resnet10", width=0.25, stem_stride=2,
-                  batch_size=256, epochs=8, short_epochs=3, device="cpu"),
+                  batch_size=256, epochs=8, short_epochs=3, device="cpu",
+                  model_train_images=50000, model_test_images=10000, model_epochs=16, arm_epochs=4),
     "gpu": Budget("gpu", train_images=50000, test_images=10000, arch="resnet18", width=1.0, stem_stride=1,
-                  batch_size=512, epochs=200, short_epochs=50, device="cuda"),
+                  batch_size=512, epochs=200, short_epochs=50, device="cuda",
+                  model_train_images=50000, model_test_images=10000, model_epochs=200, arm_epochs=50),
 }
 
 
@@ -91,9 +103,12 @@ def get_budget(name: str | None = None) -> Budget:
     return b
 
 
-def load_data(budget: Budget, root: str | os.PathLike | None = None, seed: int = 0,
+def load_data(budget: Budget, root: str | os.PathLike | None = None, seed: int = 0, full: bool = False,
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(train_x, train_y, test_x, test_y)``: class-balanced CIFAR-10 subsets of the budget's size.
+
+    ``full=True``: the size of the shared models (``model_train_images`` / ``model_test_images``:
+    all of CIFAR-10 at the ``cpu`` and ``gpu`` budgets).
 
     Reads the copy under ``root`` / ``$SIMCLR_DATA`` / ``data/`` and lets
     torchvision download it into ``data/`` when none is found and no root was
@@ -102,13 +117,96 @@ def load_data(budget: Budget, root: str | os.PathLike | None = None, seed: int =
     download = root is None and not os.environ.get("SIMCLR_DATA")
     xtr, ytr = load_cifar10(root, train=True, download=download)
     xte, yte = load_cifar10(root, train=False, download=download)
-    if budget.train_images < len(xtr):
-        keep = label_subset(ytr, budget.train_images / len(xtr), seed=seed)
+    n_train, n_test = ((budget.model_train_images, budget.model_test_images) if full
+                       else (budget.train_images, budget.test_images))
+    if n_train < len(xtr):
+        keep = label_subset(ytr, n_train / len(xtr), seed=seed)
         xtr, ytr = xtr[keep], ytr[keep]
-    if budget.test_images < len(xte):
-        keep = label_subset(yte, budget.test_images / len(xte), seed=seed + 1)
+    if n_test < len(xte):
+        keep = label_subset(yte, n_test / len(xte), seed=seed + 1)
         xte, yte = xte[keep], yte[keep]
     return xtr, ytr, xte, yte
+
+
+# The shared models: what each changes from the budget's base recipe (Budget.config). Trained once per
+# budget and reused by every chapter that evaluates a trained encoder (issue: "trained models, trained once").
+SHARED_MODELS: dict[str, dict[str, Any]] = {
+    "main": dict(),                          # the recipe as it is: chapter 1's run, chapters 4 and 6's model
+    "linear-head": dict(head="linear"),      # Fig. 8 / Appendix B.4: a linear projection head
+    "no-head": dict(head="none"),            # Fig. 8: z = h
+}
+
+
+def shared_config(budget: Budget, name: str = "main") -> Config:
+    """The config of shared model ``name`` at ``budget``: the cifar10-cpu preset's recipe (its 2048-wide
+    head) for ``model_epochs`` epochs, with a kNN point every quarter of the run (bank: 10,000 images)."""
+    if name not in SHARED_MODELS:
+        raise ConfigError(f"unknown shared model {name!r}; choose one of {', '.join(SHARED_MODELS)}")
+    fields = dict(epochs=budget.model_epochs, knn_every=max(1, budget.model_epochs // 4), log_every=20,
+                  knn_bank=min(10000, budget.model_train_images))
+    if budget.name != "gpu":
+        fields.update(proj_hidden=2048)
+    return budget.config(**{**fields, **SHARED_MODELS[name]})
+
+
+def shared_model(name: str = "main", budget: Budget | None = None,
+                 data: tuple[torch.Tensor, ...] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Shared model ``name`` of ``budget``: trained on the first call, loaded from the run cache after.
+
+    Returns :func:`simclr_lite.cache.cached_pretrain`'s summary (``model``, ``history``, ``cached``,
+    ``wall_time_s`` of the training, ``knn_top1`` on ``model_test_images`` test images, ``config``).
+    ``data`` saves reloading ``load_data(budget, full=True)`` when the chapter already has it.
+    """
+    from .cache import cached_pretrain
+
+    budget = budget or get_budget()
+    cfg = shared_config(budget, name)
+    data = data if data is not None else load_data(budget, full=True)
+    return cached_pretrain(cfg, data, name=f"{budget.name}-{name}", progress=progress)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown pipe table (``display(Markdown(...))`` renders it in the book); ``|`` in cells is escaped."""
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+GPU_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results" / "gpu"
+
+
+def gpu_results(chapter: int, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The full-scale results of ``chapter`` (``book/results/gpu/chNN.json``, written by
+    ``scripts/book_gpu.py --chapter N`` on a GPU), or None when that chapter has not been run on one."""
+    path = Path(root or GPU_RESULTS) / f"ch{chapter:02d}.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    return None if res.get("quick") else res      # a --quick file (tiny CPU settings) is not a result
+
+
+def gpu_line(chapter: int, root: str | os.PathLike | None = None) -> str:
+    """One sentence for a chapter: its full-scale runs (device, commit, wall time) or that none exist yet."""
+    res = gpu_results(chapter, root)
+    if res is None:
+        return (f"Full scale (GPU): not measured yet; `python scripts/book_gpu.py --chapter {chapter}` on one GPU "
+                f"writes book/results/gpu/ch{chapter:02d}.json and this chapter then shows it.")
+    runs = ", ".join(f"{r['name']} {100 * r['knn_top1']:.1f}%" for r in res.get("runs", [])
+                     if r.get("knn_top1") is not None)
+    return (f"Full scale (GPU): {res.get('device', '?')}, commit {res.get('commit', '?')}, "
+            f"{res.get('wall_time_s', 0) / 60:.1f} min; kNN top-1: {runs}.")
+
+
+def glue(name: str, value: Any) -> None:
+    """Store ``value`` for the chapter's text (``{glue:text}`name```, e.g. the wall time in its opening box);
+    a no-op where myst-nb (the book's builder) is not installed, e.g. on Colab."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return
+    _glue(name, value, display=False)
 
 
 machine = describe_device   # the device as results files name it, e.g. ``CPU (x86_64, 2 threads, torch 2.5.1)``

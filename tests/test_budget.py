@@ -1,6 +1,8 @@
 """The book's budgets: one setting sizes every experiment (simclr_lite/budget.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -69,3 +71,54 @@ def test_load_data_is_class_balanced():
     assert abs(len(xtr) - 2048) <= 10 and abs(len(xte) - 512) <= 10
     counts = torch.bincount(ytr, minlength=10)
     assert counts.min() == counts.max()
+
+
+def test_shared_models_follow_the_budget_and_the_preset():
+    from simclr_lite.budget import SHARED_MODELS, shared_config
+
+    for name in ("smoke", "cpu"):
+        b = get_budget(name)
+        main = shared_config(b)
+        assert main.epochs == b.model_epochs and main.proj_hidden == 2048 and main.temperature == 0.2
+        assert main.time_budget == 0                    # fixed steps: reproducible, cacheable
+        assert shared_config(b, "linear-head").head == "linear" and shared_config(b, "no-head").head == "none"
+    assert set(SHARED_MODELS) >= {"main", "linear-head", "no-head"}
+    with pytest.raises(ConfigError, match="unknown shared model 'big'"):
+        shared_config(get_budget("smoke"), "big")
+
+
+def test_shared_model_is_trained_once(tmp_path, monkeypatch):
+    from simclr_lite import budget as B
+
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    data = (x, torch.arange(64) % 10, x[:16], torch.arange(16) % 10)
+    small = dataclasses.replace(get_budget("smoke"), batch_size=32, model_epochs=1)
+    first = B.shared_model("main", small, data=data)
+    second = B.shared_model("main", small, data=data)
+    assert (first["cached"], second["cached"]) == (False, True) and first["folder"] == second["folder"]
+    assert first["folder"].startswith(str(tmp_path / "runs" / "smoke-main-"))
+
+
+def test_markdown_table_escapes_pipes():
+    from simclr_lite.budget import markdown_table
+
+    t = markdown_table(["a", "b|c"], [[1, "x | y"], ["2\nz", 3]])
+    assert t.splitlines() == ["| a | b\\|c |", "|---|---|", "| 1 | x \\| y |", "| 2 z | 3 |"]
+
+
+def test_gpu_results_read_a_chapter_file_and_ignore_quick_ones(tmp_path):
+    import json
+
+    from simclr_lite.budget import gpu_line, gpu_results
+
+    assert gpu_results(4, tmp_path) is None and "not measured yet" in gpu_line(4, tmp_path)
+    rec = {"chapter": 4, "quick": False, "device": "NVIDIA H200", "commit": "abc1234", "wall_time_s": 480.0,
+           "runs": [{"name": "head_none", "knn_top1": 0.71}, {"name": "head_nonlinear", "knn_top1": 0.8}]}
+    (tmp_path / "ch04.json").write_text(json.dumps(rec))
+    assert gpu_results(4, tmp_path)["device"] == "NVIDIA H200"
+    line = gpu_line(4, tmp_path)
+    assert "NVIDIA H200" in line and "8.0 min" in line and "head_none 71.0%" in line and "head_nonlinear 80.0%" in line
+    (tmp_path / "ch04.json").write_text(json.dumps({**rec, "quick": True}))
+    assert gpu_results(4, tmp_path) is None

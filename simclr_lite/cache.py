@@ -1,0 +1,127 @@
+"""Trained once: a cache of pretraining runs, keyed by what the run computes.
+
+The book's chapters evaluate the same trained encoders again and again
+(chapter 1's model is chapter 4's Table 3 and t-SNE model and chapter 6's
+evaluation model). :func:`cached_pretrain` runs :func:`~simclr_lite.train.pretrain`
+once and stores the run folder (:mod:`simclr_lite.run`) under
+``<cache>/runs/<key>/``; the next call with the same key loads it back
+instead of training again.
+
+The key is a SHA-256 of
+
+- the :class:`~simclr_lite.config.Config` fields that change what is computed
+  (all but :data:`NOT_IN_KEY`: where data lives, logging, threads),
+- the data (the bytes of the four tensors a chapter passes),
+- the code that computes a run: the package's training-path modules with
+  comments and docstrings stripped (:func:`code_fingerprint`), and the torch version.
+
+So a changed default, a changed augmentation or a new torch retrains, while an
+edited docstring does not. A run is written to a temporary folder and renamed
+into place when it has finished, so an interrupted run leaves no entry.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Config
+from .data import cache_dir
+from .run import load_run
+
+# Config fields that do not change the trained weights or the summary's numbers.
+NOT_IN_KEY = ("data", "download", "skip_bad_images", "workers", "threads", "log_every", "checkpoint_every",
+              "time_limit", "nan_check_every")
+# The modules whose code decides what a run computes.
+CODE_MODULES = ("augment", "config", "data", "distributed", "evaluate", "losses", "models", "optim", "sampling",
+                "splits", "train")
+_HERE = Path(__file__).resolve().parent
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_fingerprint(modules: tuple[str, ...] = CODE_MODULES) -> str:
+    """SHA-256 of the named package modules' syntax trees, without comments, docstrings or layout."""
+    h = hashlib.sha256()
+    for name in modules:
+        tree = _strip_docstrings(ast.parse((_HERE / f"{name}.py").read_text()))
+        h.update(name.encode())
+        h.update(ast.dump(tree, annotate_fields=False).encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(tensors: tuple[torch.Tensor, ...]) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for t in tensors:
+        a = np.ascontiguousarray(t.detach().cpu().numpy())
+        h.update(f"{tuple(a.shape)}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def run_key(cfg: Config, data: tuple[torch.Tensor, ...]) -> str:
+    """The cache key of pretraining ``cfg`` on ``data`` (see the module docstring); 16 hex digits."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+    payload = json.dumps({"config": fields, "data": data_fingerprint(data), "code": code_fingerprint(),
+                          "torch": torch.__version__}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def runs_dir() -> Path:
+    """``<cache>/runs``: ``$SIMCLR_CACHE/runs``, else ``data/cache/runs`` (see :func:`simclr_lite.data.cache_dir`)."""
+    return cache_dir() / "runs"
+
+
+def _read_history(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "metrics.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                    name: str = "run", progress: bool = False, root: str | os.PathLike | None = None,
+                    ) -> dict[str, Any]:
+    """:func:`~simclr_lite.train.pretrain` ``cfg`` on ``data``, or load the same run from the cache.
+
+    Returns pretrain's summary with the trained ``model`` (eval mode, on the CPU), the metric
+    ``history``, ``cached`` (True when it was loaded) and ``folder`` (the run folder).
+    ``name`` only labels the folder (``<name>-<key>``); ``root`` replaces :func:`runs_dir`.
+    The summary's ``wall_time_s`` is the training time of the run when it was trained.
+    """
+    from .train import pretrain   # train imports this package's modules; imported here to keep this one light
+
+    root = Path(root) if root is not None else runs_dir()
+    folder = root / f"{name}-{run_key(cfg, data)}"
+    if not (folder / "run.json").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
+        try:
+            pretrain(cfg, out=tmp, data=data, progress=progress)
+            if not (folder / "run.json").exists():
+                os.replace(tmp, folder)          # atomic: the entry appears whole or not at all
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        cached = False
+    else:
+        cached = True
+    summary = json.loads((folder / "run.json").read_text())
+    model, _ = load_run(folder)
+    summary.update(model=model, history=_read_history(folder), cached=cached, folder=str(folder))
+    return summary
