@@ -13,8 +13,8 @@
 # copy of lightly's NTXentLoss and torchvision transforms, and kornia's row is skipped.
 #
 # Time on a GPU: each step runs under `timeout`; the limits add up to 480 s (decode 30, exactness tests
-# 25 + 20, augment 100, loss 45, kNN 20, train step 140, book check 100), plus 30 s for the wheels: 510 s,
-# which leaves 30 s of the 540 s for start-up. Every script writes its JSON as soon as it has figures.
+# 25 + 20, augment 100, loss 45, kNN 20, train step 120, host syncs per step 20, book check 100), plus 30 s
+# for the wheels: 510 s, which leaves 30 s of the 540 s for start-up. Every script writes its JSON as soon as it has figures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-benchmarks/results}"
@@ -84,8 +84,9 @@ if [ "$QUICK" = 1 ] && [ "$DEV" = cpu ]; then   # minutes of ResNet-18 on a smal
   echo "[gpu_all] quick on a CPU: loss and train_step skipped (BENCH_QUICK=1 python benchmarks/bench_loss.py etc.)"
 else
   run loss       "$(L 45)" "$PY" benchmarks/bench_loss.py --device $DEV
-  run train_step "$(L 140)" "$PY" benchmarks/bench_train_step.py --device $DEV "${STEP_ARGS[@]}"
+  run train_step "$(L 120)" "$PY" benchmarks/bench_train_step.py --device $DEV "${STEP_ARGS[@]}"
 fi
+run sync_check "$(L 20)" "$PY" benchmarks/check_sync.py   # syncs per steady-state step (a no-op on a CPU)
 # 4. the book at full scale, a short check: chapter 1 with 1 training minute (full chapters: 9 min each,
 #    python scripts/book_gpu.py --chapter N); quick: tiny settings on a generated image tree
 if [ "$QUICK" = 1 ]; then

@@ -149,6 +149,10 @@ def target_rows(folder: Path) -> list[tuple[str, str, str]]:
         rows.append(("no host sync in the steady-state step (NaN check every 97 steps vs every 50)",
                      f"{e['eager']['epoch_s']:.2f} s vs {e['eager_nan_check_every_97']['epoch_s']:.2f} s per epoch",
                      "informative"))
+    sync = _latest(folder, "sync-*.json")
+    rows.append(("no host sync in the steady-state step (torch.cuda.set_sync_debug_mode, check_sync.py)",
+                 "-" if sync is None else f"{sync['syncs_per_steady_state_step']} per step on {sync['device']}",
+                 "to be measured (no GPU)" if sync is None else st(sync["met"])))
     rows.append((">= 85% kNN with --time-budget 10 on one H200", "-",
                  "to be measured: python -m simclr_lite pretrain --preset cifar10-gpu-10min --out runs/g10"))
     rows.append((">= 90% kNN with --time-budget 60 on one H200", "-", "to be measured (60 minutes)"))
