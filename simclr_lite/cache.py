@@ -17,12 +17,15 @@ The key is a SHA-256 of
 
 So a changed default, a changed augmentation or a new torch retrains, while an
 edited docstring does not. A run is written to a temporary folder and renamed
-into place when it has finished, so an interrupted run leaves no entry.
+into place when it has finished, so an interrupted run leaves no entry; while
+one process trains a key, another that asks for the same key waits for it
+(a file lock) and then loads it, instead of training it a second time.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -109,18 +112,19 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
 
     root = Path(root) if root is not None else runs_dir()
     folder = root / f"{name}-{run_key(cfg, data)}"
+    cached = True
     if not (folder / "run.json").exists():
         root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
-        try:
-            pretrain(cfg, out=tmp, data=data, progress=progress)
+        with open(root / f".{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)     # one process trains a key; the others wait, then load it
             if not (folder / "run.json").exists():
-                os.replace(tmp, folder)          # atomic: the entry appears whole or not at all
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        cached = False
-    else:
-        cached = True
+                tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
+                try:
+                    pretrain(cfg, out=tmp, data=data, progress=progress)
+                    os.replace(tmp, folder)      # atomic: the entry appears whole or not at all
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                cached = False
     summary = json.loads((folder / "run.json").read_text())
     model, _ = load_run(folder)
     summary.update(model=model, history=_read_history(folder), cached=cached, folder=str(folder))

@@ -39,7 +39,8 @@ def test_second_call_loads_the_same_run_instead_of_training(tmp_path, monkeypatc
     assert torch.equal(params(first["model"]), params(second["model"]))
     assert second["knn_top1"] == first["knn_top1"]
     assert [r["step"] for r in second["history"] if r["kind"] == "step"] == [1, 2, 3]
-    assert [p.name for p in tmp_path.iterdir()] == [first["folder"].split("/")[-1]]   # no temporary left
+    left = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
+    assert left == [first["folder"].split("/")[-1]]                    # no temporary folder left
 
 
 def test_key_changes_with_what_the_run_computes_and_not_with_logging():
@@ -83,4 +84,28 @@ def test_interrupted_run_leaves_no_entry(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "pretrain", broken)
     with pytest.raises(KeyboardInterrupt):
         cached_pretrain(tiny_cfg(), tiny_data(), root=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_second_process_waits_for_the_first_and_loads_its_run(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_train_in_child, [(str(tmp_path),), (str(tmp_path),)])
+    assert sorted(results) == [False, True]          # one trained, the other loaded what it trained
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1
+
+
+def _train_in_child(root: str) -> bool:
+    import time
+
+    import simclr_lite.train as train
+    real = train.pretrain
+
+    def slow(*a, **k):            # long enough that the other process asks while this one trains
+        time.sleep(2)
+        return real(*a, **k)
+    train.pretrain = slow
+    torch.set_num_threads(1)
+    return cached_pretrain(tiny_cfg(), tiny_data(), name="t", root=root)["cached"]
