@@ -14,9 +14,11 @@ PATH = "book/07_scaling_up.ipynb"
 # the cells to refresh, found by their first lines of code (not by position)
 MARKERS = ('RES_DIR = ROOT / "benchmarks" / "results"', 'for name, r in bench.get("train_step", [])')
 SETUP = """import json
+import textwrap
 from pathlib import Path
 from IPython.display import Markdown, display
 import simclr_lite
+from simclr_lite.budget import markdown_table
 ROOT = Path(simclr_lite.__file__).resolve().parents[1]
 """
 
@@ -34,7 +36,8 @@ def chapter_function(nb: nbformat.NotebookNode, name: str) -> str:
 def main() -> None:
     nb = nbformat.read(PATH, as_version=4)
     idx = [next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and m in c.source) for m in MARKERS]
-    mini = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP + chapter_function(nb, "md_table"))]
+    mini = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        SETUP + chapter_function(nb, "md_table") + chapter_function(nb, "say"))]
                                     + [nbformat.v4.new_code_cell(nb.cells[i].source) for i in idx])
     mini.metadata = nb.metadata
     NotebookClient(mini, timeout=120, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
