@@ -24,8 +24,8 @@ one process trains a key, another that asks for the same key waits for it
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +48,19 @@ NOT_IN_KEY = ("data", "download", "skip_bad_images", "workers", "threads", "log_
 CODE_MODULES = ("augment", "config", "data", "distributed", "evaluate", "losses", "models", "optim", "sampling",
                 "splits", "train")
 _HERE = Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` (POSIX ``flock``; without it, e.g. on Windows, no lock)."""
+    with open(path, "w") as fh:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -115,8 +128,7 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
     cached = True
     if not (folder / "run.json").exists():
         root.mkdir(parents=True, exist_ok=True)
-        with open(root / f".{folder.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)     # one process trains a key; the others wait, then load it
+        with _exclusive(root / f".{folder.name}.lock"):     # one process trains a key; the others wait
             if not (folder / "run.json").exists():
                 tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
                 try:
