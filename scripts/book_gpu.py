@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--train-minutes must be in (0, {TRAIN_MINUTES}] to stay within {LIMIT_S} s, "
                          f"got {args.train_minutes}")
     result = run_chapter(args.chapter, args.quick, args.data, args.train_minutes)
+    from simclr_lite.budget import GPU_RESULTS   # where the chapters read it (budget.gpu_results)
     out = Path(args.out) if args.out else (
-        REPO / "book" / "results" / "gpu" / f"ch{args.chapter:02d}{'-quick' if args.quick else ''}.json")
+        GPU_RESULTS / f"ch{args.chapter:02d}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     print(f"wrote {out} ({result['wall_time_s']:.0f} s, limit {LIMIT_S} s: "
