@@ -230,3 +230,25 @@ class Stopwatch:
     def __str__(self) -> str:
         s = self.seconds
         return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def arm_config(budget: Budget, **overrides: Any) -> Config:
+    """An arm of a chapter's sweep: the main shared model's recipe (:func:`shared_config`) for
+    ``budget.arm_epochs`` epochs, with no kNN points during training, plus ``overrides``.
+
+    Every arm of chapters 2-5 starts here, so that two arms differ only in the variable they study.
+    """
+    base = shared_config(budget, "main")
+    return budget.config(**{**{k: getattr(base, k) for k in ("proj_hidden", "knn_bank", "log_every")},
+                            "epochs": budget.arm_epochs, "knn_every": 0, **overrides})
+
+
+def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment: Any = None,
+              augment_key: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Arm ``name`` of ``budget`` (:func:`arm_config` plus ``overrides``) on ``data``: trained on the first
+    call, loaded from the run cache after (:func:`simclr_lite.cache.cached_pretrain`, which also explains
+    ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
+    from .cache import cached_pretrain
+
+    return cached_pretrain(arm_config(budget, **overrides), data, name=f"{budget.name}-{name}",
+                           augment=augment, augment_key=augment_key)

@@ -93,11 +93,18 @@ def data_fingerprint(tensors: tuple[torch.Tensor, ...]) -> str:
     return h.hexdigest()
 
 
-def run_key(cfg: Config, data: tuple[torch.Tensor, ...]) -> str:
-    """The cache key of pretraining ``cfg`` on ``data`` (see the module docstring); 16 hex digits."""
+def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> str:
+    """The cache key of pretraining ``cfg`` on ``data`` (see the module docstring); 16 hex digits.
+
+    ``augment_key`` names the caller's own view functions (``pretrain(augment=...)``, e.g. Fig. 5's
+    asymmetric branches), which the config does not describe; None: the config's SimCLRAugment.
+    """
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    payload = json.dumps({"config": fields, "data": data_fingerprint(data), "code": code_fingerprint(),
-                          "torch": torch.__version__}, sort_keys=True)
+    parts: dict[str, Any] = {"config": fields, "data": data_fingerprint(data), "code": code_fingerprint(),
+                             "torch": torch.__version__}
+    if augment_key is not None:      # absent otherwise, so the keys of runs without it stay what they were
+        parts["augment"] = augment_key
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -113,18 +120,23 @@ def _read_history(folder: Path) -> list[dict[str, Any]]:
 
 def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
                     name: str = "run", progress: bool = False, root: str | os.PathLike | None = None,
-                    ) -> dict[str, Any]:
+                    augment: Any = None, augment_key: str | None = None) -> dict[str, Any]:
     """:func:`~simclr_lite.train.pretrain` ``cfg`` on ``data``, or load the same run from the cache.
 
     Returns pretrain's summary with the trained ``model`` (eval mode, on the CPU), the metric
     ``history``, ``cached`` (True when it was loaded) and ``folder`` (the run folder).
     ``name`` only labels the folder (``<name>-<key>``); ``root`` replaces :func:`runs_dir`.
+    ``augment`` (one view function or a pair, as in ``pretrain``) needs ``augment_key``, a string that
+    names what the functions compute (and changes when they do): code cannot be keyed reliably.
     The summary's ``wall_time_s`` is the training time of the run when it was trained.
     """
     from .train import pretrain   # train imports this package's modules; imported here to keep this one light
 
+    if (augment is None) != (augment_key is None):
+        raise ValueError("cached_pretrain: pass augment and augment_key together (the key names the views, "
+                         "e.g. augment_key='fig5:crop>color')")
     root = Path(root) if root is not None else runs_dir()
-    folder = root / f"{name}-{run_key(cfg, data)}"
+    folder = root / f"{name}-{run_key(cfg, data, augment_key)}"
     cached = True
     if not (folder / "run.json").exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -132,7 +144,7 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
             if not (folder / "run.json").exists():
                 tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
                 try:
-                    pretrain(cfg, out=tmp, data=data, progress=progress)
+                    pretrain(cfg, out=tmp, data=data, progress=progress, augment=augment)
                     os.replace(tmp, folder)      # atomic: the entry appears whole or not at all
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)

@@ -101,6 +101,23 @@ def test_shared_model_is_trained_once(tmp_path, monkeypatch):
     assert first["folder"].startswith(str(tmp_path / "runs" / "smoke-main-"))
 
 
+def test_arms_differ_from_the_main_model_only_in_length_and_overrides(tmp_path, monkeypatch):
+    from simclr_lite import budget as B
+
+    b = get_budget("cpu")
+    main, arm = B.shared_config(b), B.arm_config(b, temperature=0.5)
+    assert (arm.epochs, arm.knn_every, arm.temperature) == (b.arm_epochs, 0, 0.5)
+    same = {f.name for f in dataclasses.fields(main)} - {"epochs", "knn_every", "temperature"}
+    assert all(getattr(arm, f) == getattr(main, f) for f in same)
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = (x, torch.arange(64) % 10, x[:16], torch.arange(16) % 10)
+    small = dataclasses.replace(get_budget("smoke"), batch_size=32, arm_epochs=1)
+    first = B.train_arm("t", small, data, temperature=0.5)
+    assert B.train_arm("t", small, data, temperature=0.5)["cached"] and not first["cached"]
+    assert not B.train_arm("t", small, data, temperature=0.3)["cached"]
+
+
 def test_markdown_table_escapes_pipes():
     from simclr_lite.budget import markdown_table
 

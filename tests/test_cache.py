@@ -66,6 +66,26 @@ def test_code_fingerprint_ignores_docstrings_and_comments_but_not_code():
     assert len(code_fingerprint()) == 64 and code_fingerprint() == code_fingerprint()
 
 
+def test_own_views_need_a_key_and_the_key_separates_them(tmp_path):
+    data = tiny_data()
+    assert run_key(tiny_cfg(), data, None) == run_key(tiny_cfg(), data)      # old keys unchanged
+    assert run_key(tiny_cfg(), data, "a") != run_key(tiny_cfg(), data, "b") != run_key(tiny_cfg(), data)
+    calls = []
+
+    def view(x, generator=None):
+        calls.append(len(x))
+        return x.float().div(255)
+
+    with pytest.raises(ValueError, match="augment and augment_key together"):
+        cached_pretrain(tiny_cfg(), data, root=tmp_path, augment=view)
+    first = cached_pretrain(tiny_cfg(), data, root=tmp_path, augment=view, augment_key="identity")
+    assert calls and not first["cached"]
+    n = len(calls)
+    again = cached_pretrain(tiny_cfg(), data, root=tmp_path, augment=view, augment_key="identity")
+    assert again["cached"] and len(calls) == n and again["folder"] == first["folder"]
+    assert cached_pretrain(tiny_cfg(), data, root=tmp_path)["folder"] != first["folder"]
+
+
 def test_code_change_retrains(tmp_path, monkeypatch):
     data = tiny_data()
     k = run_key(tiny_cfg(), data)
