@@ -125,7 +125,8 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
 
     Returns pretrain's summary with the trained ``model`` (eval mode, on the CPU), the metric
     ``history``, ``cached`` (True when it was loaded) and ``folder`` (the run folder).
-    ``name`` only labels the folder (``<name>-<key>``); ``root`` replaces :func:`runs_dir`.
+    ``name`` only labels the folder (``<name>-<key>``): a run stored under another name with the same
+    key is loaded, not trained again. ``root`` replaces :func:`runs_dir`.
     ``augment`` (one view function or a pair, as in ``pretrain``) needs ``augment_key``, a string that
     names what the functions compute (and changes when they do): code cannot be keyed reliably.
     The summary's ``wall_time_s`` is the training time of the run when it was trained.
@@ -136,7 +137,11 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
         raise ValueError("cached_pretrain: pass augment and augment_key together (the key names the views, "
                          "e.g. augment_key='fig5:crop>color')")
     root = Path(root) if root is not None else runs_dir()
-    folder = root / f"{name}-{run_key(cfg, data, augment_key)}"
+    key = run_key(cfg, data, augment_key)
+    folder = root / f"{name}-{key}"
+    same = sorted(p for p in root.glob(f"*-{key}") if (p / "run.json").exists()) if root.is_dir() else []
+    if not (folder / "run.json").exists() and same:
+        folder = same[0]             # the same run under another chapter's name: the key decides, not the name
     cached = True
     if not (folder / "run.json").exists():
         root.mkdir(parents=True, exist_ok=True)

@@ -86,6 +86,13 @@ def test_own_views_need_a_key_and_the_key_separates_them(tmp_path):
     assert cached_pretrain(tiny_cfg(), data, root=tmp_path)["folder"] != first["folder"]
 
 
+def test_the_key_not_the_name_finds_a_run(tmp_path):
+    data = tiny_data()
+    first = cached_pretrain(tiny_cfg(), data, name="chapter-a", root=tmp_path)
+    other = cached_pretrain(tiny_cfg(), data, name="chapter-b", root=tmp_path)
+    assert other["cached"] and other["folder"] == first["folder"]
+
+
 def test_code_change_retrains(tmp_path, monkeypatch):
     data = tiny_data()
     k = run_key(tiny_cfg(), data)
