@@ -33,11 +33,12 @@ FINDINGS: list[tuple[str, str, tuple[str, ...]]] = [
     ("a linear projection head is approximately low-rank", "Fig. B.4", ("B.4: a linear head",)),
     ("NT-Xent beats the other losses; semi-hard mining helps them", "Table 4", ("Table 4:",)),
     ("l2 normalisation and the temperature matter", "Table 5", ("Table 5:",)),
-    ("larger batches help most when training is short", "Fig. 9", ("Fig. 9:",)),
+    ("larger batches help most when training is short", "Fig. 9", ("Fig. 9:", "Fig. 9 (")),   # equal epochs;
+    # chapter 5's equal-steps row ("Fig. 9's explanation") is a control, not the paper's comparison
     ("square-root learning-rate scaling helps small batches and short runs", "Appendix B.1",
      ("B.1: square-root",)),
     ("per-device batch norm leaks information; global BN removes the leak", "Sec. 2.2",
-     ("Sec. 2.2: per-device BN", "Sec. 2.2: global BN")),
+     ("Sec. 2.2: per-device BN", "Sec. 2.2: global BN", "Sec. 2.2, the real mechanism")),
     ("a SimCLR encoder fine-tuned on few labels beats training from scratch", "Table 7", ("Table 7:",)),
 ]
 CHAPTER_TITLES = {}
