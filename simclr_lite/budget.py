@@ -248,7 +248,11 @@ def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment
     """Arm ``name`` of ``budget`` (:func:`arm_config` plus ``overrides``) on ``data``: trained on the first
     call, loaded from the run cache after (:func:`simclr_lite.cache.cached_pretrain`, which also explains
     ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
+    import dataclasses
+
     from .cache import cached_pretrain
 
-    return cached_pretrain(arm_config(budget, **overrides), data, name=f"{budget.name}-{name}",
-                           augment=augment, augment_key=augment_key)
+    cfg = arm_config(budget, **overrides)
+    if "log_every" not in overrides:     # four loss points per epoch, whichever chapter trains the arm first
+        cfg = dataclasses.replace(cfg, log_every=max(1, len(data[0]) // cfg.batch_size // 4))
+    return cached_pretrain(cfg, data, name=f"{budget.name}-{name}", augment=augment, augment_key=augment_key)
