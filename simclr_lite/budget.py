@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -248,11 +248,9 @@ def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment
     """Arm ``name`` of ``budget`` (:func:`arm_config` plus ``overrides``) on ``data``: trained on the first
     call, loaded from the run cache after (:func:`simclr_lite.cache.cached_pretrain`, which also explains
     ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
-    import dataclasses
-
     from .cache import cached_pretrain
 
     cfg = arm_config(budget, **overrides)
     if "log_every" not in overrides:     # four loss points per epoch, whichever chapter trains the arm first
-        cfg = dataclasses.replace(cfg, log_every=max(1, len(data[0]) // cfg.batch_size // 4))
+        cfg = replace(cfg, log_every=max(1, len(data[0]) // cfg.batch_size // 4))
     return cached_pretrain(cfg, data, name=f"{budget.name}-{name}", augment=augment, augment_key=augment_key)
