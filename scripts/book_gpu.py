@@ -6,7 +6,8 @@ its share of the chapter's training time (``time_budget``: the cosine schedule
 ends when it is up) and is scored with the kNN monitor (k = 200, all 10,000
 test images). Writes ``book/results/gpu/chNN.json``: device, commit, torch,
 wall time, and for each run its name, full config, wall time, epochs, kNN
-top-1, images/s and peak GPU memory. The chapters show it beside their ``cpu``
+top-1, images/s and peak GPU memory (chapter 4: kNN and linear evaluation on h and z
+of every head, and t-SNE silhouettes). The chapters show it beside their ``cpu``
 result and the paper's number when the file exists.
 
     python scripts/book_gpu.py --chapter 4                       # one H200: <= 9 minutes
@@ -46,8 +47,9 @@ CHAPTERS: dict[int, tuple[str, list[tuple[str, dict[str, Any]]], tuple[str, ...]
     3: ("NT-Xent: temperature (Table 5)",
         [("tau_0.1", {"temperature": 0.1}), ("tau_0.2", {"temperature": 0.2}), ("tau_0.5", {"temperature": 0.5})],
         ()),
-    4: ("Projection head: none / linear / nonlinear (Fig. 8), kNN on h",
-        [("head_none", {"head": "none"}), ("head_linear", {"head": "linear"}), ("head_nonlinear", {})], ()),
+    4: ("Projection head: nonlinear / linear / none (Fig. 8), kNN and linear evaluation on h and z; t-SNE (B.4)",
+        [("head_nonlinear", {}), ("head_linear", {"head": "linear"}), ("head_none", {"head": "none"})],
+        ("h_and_z", "tsne")),
     5: ("Batch size and optimiser (Fig. 9, B.1): LARS at 256 / 512 / 1024, SGD with momentum at 512",
         [("lars_256", {"batch_size": 256}), ("lars_512", {}), ("lars_1024", {"batch_size": 1024}),
          ("sgd_512", {"optimizer": "sgd", "lr": 0.3})], ()),
@@ -111,18 +113,67 @@ def one_run(name: str, overrides: dict[str, Any], minutes: float, quick: bool, d
             "config": cfg.to_dict(), "model": summary["model"]}
 
 
-def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: bool) -> dict[str, Any]:
-    """Chapter 1's baselines (raw pixels, a random encoder) and chapter 6's linear evaluation, on h."""
-    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
+def subsets(data, cfg: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    """The training and test images a run used: ``data`` cut to the config's limits (quick mode)."""
     api = _train_api()
     train_x, train_y, test_x, test_y = data
-    cfg = run["config"]
-    if cfg["train_limit"]:                       # the subsets pretrain used (quick mode)
+    if cfg["train_limit"]:
         keep = api.subset_indices(len(train_x), cfg["train_limit"], cfg["seed"])
         train_x, train_y = train_x[keep], train_y[keep]
     if cfg["test_limit"]:
         keep = api.subset_indices(len(test_x), cfg["test_limit"], cfg["seed"] + 1)
         test_x, test_y = test_x[keep], test_y[keep]
+    return train_x, train_y, test_x, test_y
+
+
+def h_and_z_evaluation(model, data, quick: bool) -> dict[str, float]:
+    """Chapter 4's evaluation of one run (Fig. 8): kNN and linear evaluation of h = f(x) and of z = g(h),
+    top-1 as fractions (no head: z is h)."""
+    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
+    train_x, train_y, test_x, test_y = data
+    device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
+    h = [extract_features(model.encoder, x, device=device) for x in (train_x, test_x)]
+    head = model.head.eval()
+    with torch.no_grad():
+        z = [torch.cat([head(f[i:i + 4096].to(device)).float().cpu() for i in range(0, len(f), 4096)]) for f in h]
+    epochs = 5 if quick else 100
+    out = {"knn_h": knn_accuracy(h[0], train_y, h[1], test_y, k=20 if quick else 200),
+           "lin_h": linear_eval(h[0], train_y, h[1], test_y, epochs=epochs)["top1"], "h_dim": h[1].shape[1]}
+    if isinstance(head, torch.nn.Identity):
+        out.update(knn_z=out["knn_h"], lin_z=out["lin_h"], z_dim=out["h_dim"])
+    else:
+        out.update(knn_z=knn_accuracy(z[0], train_y, z[1], test_y, k=20 if quick else 200),
+                   lin_z=linear_eval(z[0], train_y, z[1], test_y, epochs=epochs)["top1"], z_dim=z[1].shape[1])
+    return out
+
+
+def tsne_silhouettes(model, test_x: torch.Tensor, test_y: torch.Tensor, quick: bool, n: int = 2000) -> dict[str, Any]:
+    """Chapter 4's t-SNE (Fig. B.4) of h and z = g(h) for ``n`` test images (the chapter's pick: a seeded
+    permutation), scored by the silhouette of the 2-D map by class, as the chapter scores its own."""
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+    from simclr_lite.evaluate import extract_features
+    device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
+    pick = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(0))[:n]
+    h = extract_features(model.encoder, test_x[pick], device=device)
+    with torch.no_grad():
+        z = model.head.eval()(h.to(device)).float().cpu()
+    out = {"images": len(pick)}
+    for key, f in (("h", h), ("z", z)):
+        f = torch.nn.functional.normalize(f, dim=1).numpy()
+        emb = TSNE(2, perplexity=min(30.0, (len(f) - 1) / 3), init="pca", learning_rate="auto",
+                   random_state=0).fit_transform(f)
+        out[key] = float(silhouette_score(emb, test_y[pick].numpy()))
+    return out
+
+
+def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: bool) -> dict[str, Any]:
+    """Chapter 1's baselines (raw pixels, a random encoder), chapter 4's t-SNE and chapter 6's linear
+    evaluation, on the chapter's first run."""
+    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
+    api = _train_api()
+    cfg = run["config"]
+    train_x, train_y, test_x, test_y = subsets(data, cfg)
     device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
     k, out = cfg["knn_k"], {}
     if "pixels_knn" in names:
@@ -138,6 +189,8 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
         h = [extract_features(enc, x, device=device) for x in (train_x, test_x)]
         out["knn_on_h"] = knn_accuracy(h[0], train_y, h[1], test_y, k=k)
         out["linear_eval"] = linear_eval(h[0], train_y, h[1], test_y, epochs=5 if quick else 100)
+    if "tsne" in names:
+        out["tsne_silhouette"] = tsne_silhouettes(run["model"], test_x, test_y, quick, n=2000)
     return out
 
 
@@ -155,6 +208,8 @@ def run_chapter(chapter: int, quick: bool, data_root: str | None,
     for name, overrides in runs:
         rec = one_run(name, overrides, minutes, quick, data)
         model = rec.pop("model")
+        if "h_and_z" in extras:
+            rec["eval"] = h_and_z_evaluation(model, subsets(data, rec["config"]), quick)
         if extras and not extra:
             extra = extra_evaluations(extras, {**rec, "model": model}, data, quick)
         records.append(rec)

@@ -27,7 +27,7 @@ def tree(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("chapter,extra", [(1, {"pixels_knn", "random_encoder_knn"}),
-                                           (6, {"knn_on_h", "linear_eval"})])
+                                           (4, {"tsne_silhouette"}), (6, {"knn_on_h", "linear_eval"})])
 def test_quick_mode_writes_the_results_file(book_gpu, tree, tmp_path, chapter, extra):
     out = book_gpu.main(["--chapter", str(chapter), "--quick", "--data", str(tree), "--out", str(tmp_path / "r.json")])
     res = json.loads(out.read_text())
@@ -41,7 +41,17 @@ def test_quick_mode_writes_the_results_file(book_gpu, tree, tmp_path, chapter, e
         assert run["status"] == "completed" and run["steps"] == 2 and 0 <= run["knn_top1"] <= 1
         assert run["config"]["arch"] == "resnet10" and run["config"]["batch_size"] == 32 and run["wall_time_s"] > 0
     assert set(res["extra"]) == extra
-    assert all(0 <= (v["top1"] if isinstance(v, dict) else v) <= 1 for v in res["extra"].values())
+    if chapter == 4:      # Fig. 8 on h and z for every head, the t-SNE silhouettes (in [-1, 1]) for the first
+        for run in res["runs"]:
+            e = run["eval"]
+            assert all(0 <= e[k] <= 1 for k in ("knn_h", "lin_h", "knn_z", "lin_z")), e
+            assert e["h_dim"] == 64 and e["z_dim"] == {"head_none": 64}.get(run["name"], 128), e
+        assert (res["runs"][2]["eval"]["lin_z"], res["runs"][2]["eval"]["knn_z"]) == (
+            res["runs"][2]["eval"]["lin_h"], res["runs"][2]["eval"]["knn_h"])    # no head: z is h
+        tsne = res["extra"]["tsne_silhouette"]
+        assert tsne["images"] == 24 and all(-1 <= tsne[k] <= 1 for k in ("h", "z"))
+    else:
+        assert all(0 <= (v["top1"] if isinstance(v, dict) else v) <= 1 for v in res["extra"].values())
 
 
 def test_every_chapter_has_valid_full_scale_runs_within_the_limit(book_gpu):
