@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,7 +68,10 @@ def _train_api():
 
 
 def git_commit() -> str | None:
-    """Short commit of this checkout, ``+dirty`` when tracked files differ from it."""
+    """Short commit of this checkout, ``+dirty`` when tracked files differ from it; where the copy has no
+    git history (a working tree sent to a GPU machine), ``$SIMCLR_COMMIT`` as the sender sets it."""
+    if not (REPO / ".git").exists():
+        return os.environ.get("SIMCLR_COMMIT") or None
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10, check=False).stdout.strip()
