@@ -68,10 +68,10 @@ def _train_api():
 
 
 def git_commit() -> str | None:
-    """Short commit of this checkout, ``+dirty`` when tracked files differ from it; where the copy has no
-    git history (a working tree sent to a GPU machine), ``$SIMCLR_COMMIT`` as the sender sets it."""
-    if not (REPO / ".git").exists():
-        return os.environ.get("SIMCLR_COMMIT") or None
+    """Short commit of this checkout, ``+dirty`` when tracked files differ from it; ``$SIMCLR_COMMIT`` where
+    the sender of a working tree to a GPU machine sets it (the copy's .git may be absent or stale there)."""
+    if os.environ.get("SIMCLR_COMMIT"):
+        return os.environ["SIMCLR_COMMIT"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10, check=False).stdout.strip()
