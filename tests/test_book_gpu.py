@@ -77,3 +77,18 @@ def test_bad_chapter_and_no_gpu_give_one_line_errors(book_gpu, tree):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA GPU here"):
             book_gpu.main(["--chapter", "1"])
+
+
+@pytest.mark.parametrize("path", sorted((SCRIPT.parents[1] / "book" / "results" / "gpu").glob("ch*.json")),
+                         ids=lambda p: p.name)
+def test_committed_full_scale_results_name_their_device_commit_and_runs(book_gpu, path):
+    """Each committed results file is a full-scale run of its chapter's experiments on a named GPU, from a
+    clean commit, within the time limit (the chapters print it beside their cpu results)."""
+    res = json.loads(path.read_text())
+    assert path.name == f"ch{res['chapter']:02d}.json" and res["quick"] is False
+    assert not res["device"].startswith("CPU") and res["commit"] and "dirty" not in res["commit"]
+    assert res["within_limit"] and res["wall_time_s"] <= res["limit_s"] == book_gpu.LIMIT_S
+    assert res["train_images"] == 50000 and res["test_images"] == 10000
+    assert [r["name"] for r in res["runs"]] == [name for name, _ in book_gpu.CHAPTERS[res["chapter"]][1]]
+    for run in res["runs"]:
+        assert run["status"] == "time_budget" and 0.1 < run["knn_top1"] <= 1 and run["config"]["arch"] == "resnet18"   # ended by its time budget
