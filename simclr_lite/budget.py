@@ -49,7 +49,7 @@ class Budget:
     # the shared models (:func:`shared_model`): trained once on the full-size data, reused by the chapters
     model_train_images: int = 50000   # training images of the shared models (all of CIFAR-10's)
     model_test_images: int = 10000    # test images they are evaluated on
-    model_epochs: int = 16            # epochs of the shared "main" model
+    model_epochs: int = 24            # epochs of the shared models (each budget below sets its own)
     arm_epochs: int = 4               # epochs of each arm of a chapter's sweep on the full-size data
 
     def config(self, **overrides: Any) -> Config:
