@@ -117,6 +117,11 @@ def one_run(name: str, overrides: dict[str, Any], minutes: float, quick: bool, d
             "config": cfg.to_dict(), "model": summary["model"]}
 
 
+def eval_device(quick: bool) -> str:
+    """Where the evaluations run: the GPU at full scale, the CPU in quick mode (or without one)."""
+    return "cpu" if quick or not torch.cuda.is_available() else "cuda"
+
+
 def subsets(data, cfg: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     """The training and test images a run used: ``data`` cut to the config's limits (quick mode)."""
     api = _train_api()
@@ -130,23 +135,23 @@ def subsets(data, cfg: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     return train_x, train_y, test_x, test_y
 
 
-def h_and_z_evaluation(model, data, quick: bool) -> dict[str, float]:
-    """Chapter 4's evaluation of one run (Fig. 8): kNN and linear evaluation of h = f(x) and of z = g(h),
-    top-1 as fractions (no head: z is h)."""
+def h_and_z_evaluation(model, data, k: int, quick: bool) -> dict[str, float]:
+    """Chapter 4's evaluation of one run (Fig. 8): kNN (``k`` neighbours) and linear evaluation of h = f(x)
+    and of z = g(h), top-1 as fractions (no head: z is h)."""
     from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
     train_x, train_y, test_x, test_y = data
-    device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
+    device = eval_device(quick)
     h = [extract_features(model.encoder, x, device=device) for x in (train_x, test_x)]
     head = model.head.eval()
     with torch.no_grad():
         z = [torch.cat([head(f[i:i + 4096].to(device)).float().cpu() for i in range(0, len(f), 4096)]) for f in h]
     epochs = 5 if quick else 100
-    out = {"knn_h": knn_accuracy(h[0], train_y, h[1], test_y, k=20 if quick else 200),
+    out = {"knn_h": knn_accuracy(h[0], train_y, h[1], test_y, k=k),
            "lin_h": linear_eval(h[0], train_y, h[1], test_y, epochs=epochs)["top1"], "h_dim": h[1].shape[1]}
     if isinstance(head, torch.nn.Identity):
         out.update(knn_z=out["knn_h"], lin_z=out["lin_h"], z_dim=out["h_dim"])
     else:
-        out.update(knn_z=knn_accuracy(z[0], train_y, z[1], test_y, k=20 if quick else 200),
+        out.update(knn_z=knn_accuracy(z[0], train_y, z[1], test_y, k=k),
                    lin_z=linear_eval(z[0], train_y, z[1], test_y, epochs=epochs)["top1"], z_dim=z[1].shape[1])
     return out
 
@@ -157,7 +162,7 @@ def tsne_silhouettes(model, test_x: torch.Tensor, test_y: torch.Tensor, quick: b
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
     from simclr_lite.evaluate import extract_features
-    device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
+    device = eval_device(quick)
     pick = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(0))[:n]
     h = extract_features(model.encoder, test_x[pick], device=device)
     with torch.no_grad():
@@ -178,7 +183,7 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
     api = _train_api()
     cfg = run["config"]
     train_x, train_y, test_x, test_y = subsets(data, cfg)
-    device = "cpu" if quick or not torch.cuda.is_available() else "cuda"
+    device = eval_device(quick)
     k, out = cfg["knn_k"], {}
     if "pixels_knn" in names:
         flat = [(x.flatten(1).float() / 255).to(device) for x in (train_x, test_x)]
@@ -194,7 +199,7 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
         out["knn_on_h"] = knn_accuracy(h[0], train_y, h[1], test_y, k=k)
         out["linear_eval"] = linear_eval(h[0], train_y, h[1], test_y, epochs=5 if quick else 100)
     if "tsne" in names:
-        out["tsne_silhouette"] = tsne_silhouettes(run["model"], test_x, test_y, quick, n=2000)
+        out["tsne_silhouette"] = tsne_silhouettes(run["model"], test_x, test_y, quick)
     return out
 
 
@@ -213,7 +218,7 @@ def run_chapter(chapter: int, quick: bool, data_root: str | None,
         rec = one_run(name, overrides, minutes, quick, data)
         model = rec.pop("model")
         if "h_and_z" in extras:
-            rec["eval"] = h_and_z_evaluation(model, subsets(data, rec["config"]), quick)
+            rec["eval"] = h_and_z_evaluation(model, subsets(data, rec["config"]), rec["config"]["knn_k"], quick)
         if extras and not extra:
             extra = extra_evaluations(extras, {**rec, "model": model}, data, quick)
         records.append(rec)
@@ -221,7 +226,7 @@ def run_chapter(chapter: int, quick: bool, data_root: str | None,
               f"{rec['wall_time_s']:.0f} s", flush=True)
         del model
     wall = time.perf_counter() - t_start
-    dev = torch.device("cuda" if torch.cuda.is_available() and not quick else "cpu")
+    dev = torch.device(eval_device(quick))
     return {"chapter": chapter, "title": title, "quick": quick, "device": api.describe_device(dev),
             "commit": git_commit(), "torch": torch.__version__,
             "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
