@@ -190,7 +190,7 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
         out["pixels_knn"] = knn_accuracy(flat[0], train_y.to(device), flat[1], test_y.to(device), k=k)
     if "random_encoder_knn" in names:
         torch.manual_seed(cfg["seed"])
-        enc = api.build_model(api.Config(**cfg)).encoder
+        enc = api.build_model(api.Config(**cfg)).encoder.to(device)   # where extract_features sends x
         h = [extract_features(enc, x, device=device) for x in (train_x, test_x)]
         out["random_encoder_knn"] = knn_accuracy(h[0], train_y, h[1], test_y, k=k)
     if "linear_eval" in names:
