@@ -47,6 +47,7 @@ def main() -> int:
         k, v = kv.split("=", 1)
         overrides[k] = type(getattr(preset(args.preset), k))(v)
     cfg = preset(args.preset, data=args.data, **overrides)
+    machine = C.machine(torch.device("cpu"))   # at the start: its load average, and the commit (+dirty if edited)
     if args.from_run:
         from simclr_lite.train import Config
         cfg = Config(**json.loads((Path(args.from_run) / "config.json").read_text()))
@@ -78,6 +79,8 @@ def main() -> int:
     print(f"SimCLR {args.preset}: kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.1f} epochs; "
           f"pretraining {pre_s:.0f} s, with the final kNN {total:.0f} s", flush=True)
     out = {"what": "kNN top-1 (k=200, cosine, temperature 0.1) on CIFAR-10 (JPEG copy) test, bank = 50k train",
+           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": C._command_line(),
+           "simclr_lite_commit": machine["versions"]["simclr_lite_commit"], "machine": machine,
            "preset": args.preset, "config": cfg.to_dict(), "device": describe_device(torch.device("cpu")),
            "torch": torch.__version__, "raw_pixels_top1": raw, "random_encoder_top1": rnd,
            "simclr_top1": summary["knn_top1"], "epochs": summary["epochs"],
