@@ -107,7 +107,9 @@ def _version(module: str) -> str | None:
 
 def git_commit() -> str | None:
     """The checkout's commit when this module was first imported (``+dirty`` if the tree had changes then),
-    so that edits made while a long benchmark runs do not relabel its results."""
+    so that edits made while a long benchmark runs do not relabel its results. Changes under
+    ``benchmarks/results/`` do not count: they are the benchmarks' own outputs (one script's JSON file
+    must not mark the next script's run as dirty)."""
     return _COMMIT_AT_START
 
 
@@ -115,7 +117,8 @@ def _git_commit_now() -> str | None:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=REPO,
                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return (rev + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
