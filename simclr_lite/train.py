@@ -112,9 +112,13 @@ class _Progress:
                                                                       self.window_n + 1)
 
 
-def _load_data(cfg: Config, data: tuple[torch.Tensor, ...] | None) -> tuple[Split, Split, int]:
-    """The train and test splits (limited to ``train_limit`` / ``test_limit``) and the steps per epoch."""
-    train, test = load_splits(cfg, tensors=data)
+def _load_data(cfg: Config, data: tuple[torch.Tensor, ...] | None,
+               progress: bool = True) -> tuple[Split, Split, int]:
+    """The train and test splits (limited to ``train_limit`` / ``test_limit``) and the steps per epoch.
+
+    ``progress=False`` silences the decoding bar too; ``True`` leaves it to the terminal (shown on one).
+    """
+    train, test = load_splits(cfg, tensors=data, progress=None if progress else False)
     if cfg.train_limit and cfg.train_limit < len(train):
         train = train.subset(subset_indices(len(train), cfg.train_limit, cfg.seed))
     if cfg.test_limit and cfg.test_limit < len(test):
@@ -342,7 +346,7 @@ def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = F
     if main_dir is not None:
         check_out_dir(main_dir, cfg, resume)
     t_data = time.time()
-    train, test, steps_per_epoch = _load_data(cfg, data)
+    train, test, steps_per_epoch = _load_data(cfg, data, progress and info.is_main)
     train_images = train.x.to(dev) if train.stream is None else None
     data_time_s = time.time() - t_data
     views = _views(cfg, augment)

@@ -47,6 +47,17 @@ def test_smoke_pretrain_lowers_loss_and_checkpoints(tiny_tree, tmp_path):
     assert h.shape == (2, 64)
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_no_progress_silences_the_decoding_bar_too(tiny_tree, tmp_path, monkeypatch, capsys, progress):
+    """``pretrain(progress=False)`` (the CLI's ``--no-progress``) shows no bar at all, even on a terminal."""
+    import sys
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path / "cache"))     # nothing decoded yet: the bar would show
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    pretrain(tiny_cfg(tiny_tree, epochs=1, knn_every=0), None, progress=progress)
+    err = capsys.readouterr().err
+    assert ("decoding train" in err) is progress and ("decoding test" in err) is progress
+
+
 class _FakeClock:
     """``time.time`` for train.py: one simulated second per call (a deterministic wall clock)."""
 
