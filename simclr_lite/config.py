@@ -150,8 +150,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                           lr=1.0, warmup_epochs=0, train_limit=2048, test_limit=512, knn_every=1,
                           log_every=4),
     # A quarter-width ResNet-10 with a 2048-wide head, trained for as many epochs as 14.5 minutes allow
-    # (budgeted training: the schedule ends with the time; 16.5 epochs on 2 CPU cores in the measured
-    # run, 55.3% kNN). README, "Real data", has what it reaches and the runs that chose it.
+    # (budgeted training: the schedule ends with the time; 15.7 epochs on 2 CPU cores in the latest
+    # measured run, 54.9% kNN). The book's Performance page has what it reaches and the runs that chose it.
     "cifar10-cpu": dict(arch="resnet10", width=0.25, stem_stride=2, proj_hidden=2048, epochs=40,
                         time_budget=14.5, batch_size=256, optimizer="lars", lr=1.5, temperature=0.2,
                         min_scale=0.2, warmup_epochs=0.5, compile=True, knn_every=0, knn_bank=10000,
