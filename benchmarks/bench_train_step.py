@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=0, help="images per step (default: 512 on a GPU, 32 on a CPU, where one "
                     "ResNet-18 step on 64 views takes ~10 s on 2 cores)")
-    ap.add_argument("--steps", type=int, default=0, help="timed steps per pipeline (default: 40 GPU, 2 CPU)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per pipeline and block (default: 40 GPU, 6 CPU)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the lightly-style pipeline "
                                                            "(0: one per core)")
     ap.add_argument("--no-epoch", action="store_true", help="GPU: skip the full-epoch pretrain() runs")
@@ -113,8 +113,8 @@ def main() -> None:
     info = C.machine(dev)
     C.warn_if_busy(dev)
     B = args.batch or (512 if gpu else 32)
-    steps = args.steps or (40 if gpu else 2)
-    warm = 5 if gpu else 1
+    steps = args.steps or (40 if gpu else 6)
+    warm = 5 if gpu else 2
     if C.QUICK:
         B, steps, warm = 16, 2, 1
     workers = args.workers or C.cpu_cores()
@@ -163,17 +163,24 @@ def main() -> None:
     def ours_step():
         return model_step(make_views(train_dev[batch_idx()]))
 
-    def run(step_fn, k, warmup=None):
+    per_step: dict[str, list[float]] = {"simclr_lite": [], "lightly_style": []}
+
+    def run(step_fn, k, warmup=None, record=None):
+        """Mean seconds per step of ``k`` steps after ``warmup``; on a CPU each step's time also goes to
+        ``per_step[record]`` (a GPU is timed as one block, unsynchronised between steps)."""
         for _ in range(warm if warmup is None else warmup):
             step_fn()
         C.sync(dev)
         t0 = time.perf_counter()
         for _ in range(k):
+            t1 = time.perf_counter()
             step_fn()
+            if record is not None and not gpu:
+                per_step[record].append(time.perf_counter() - t1)
         C.sync(dev)
         return (time.perf_counter() - t0) / k
 
-    t_ours_first = run(ours_step, steps)
+    t_ours_first = run(ours_step, steps, record="simclr_lite")
     t_noaug = None
     if gpu or C.QUICK:   # CPU: skipped to stay within ~2 minutes (augmentation is timed alone below)
         fixed = make_views(train_dev[batch_idx()])
@@ -224,7 +231,7 @@ def main() -> None:
         opt.step()
         return loss
 
-    t_lightly = run(lightly_step, steps)
+    t_lightly = run(lightly_step, steps, record="lightly_style")
     shutdown = getattr(it, "_shutdown_workers", None)   # stop the persistent workers now, not at exit
     if shutdown is not None:
         shutdown()
@@ -234,7 +241,7 @@ def main() -> None:
     t_ours_again = None
     if not gpu:
         model, opt = ours_model, ours_opt
-        t_ours_again = run(ours_step, steps, warmup=0)
+        t_ours_again = run(ours_step, steps, warmup=0, record="simclr_lite")
     t_ours = t_ours_first if t_ours_again is None else (t_ours_first + t_ours_again) / 2
     del ours_model, ours_opt
 
@@ -246,6 +253,14 @@ def main() -> None:
     print(f"  lightly-style step          {C.fmt_s(t_lightly):>10s}  {ips_lightly:9.1f} images/s  ({lightly_label}, "
           f"{workers} workers)")
     print(f"  ratio simclr_lite / lightly-style: {ratio:.2f}x (target >= 1.5x: {'MET' if ratio >= 1.5 else 'MISSED'})")
+    spread = {k: {"min_s": min(v), "median_s": sorted(v)[len(v) // 2], "max_s": max(v), "steps": len(v)}
+              for k, v in per_step.items() if v}
+    if spread:   # CPU: the per-step spread, and the ratio of medians as a check on the ratio of means
+        for k, v in spread.items():
+            print(f"  {k} per step: min {C.fmt_s(v['min_s'])}, median {C.fmt_s(v['median_s'])}, "
+                  f"max {C.fmt_s(v['max_s'])} ({v['steps']} steps)")
+        if len(spread) == 2:
+            print(f"  ratio of the median steps: {spread['lightly_style']['median_s'] / spread['simclr_lite']['median_s']:.2f}x")
     print(f"  simclr_lite: augmentation alone {C.fmt_s(t_aug)} = {aug_share:.1%} of a step"
           + ("" if t_noaug is None else f"; step on pre-made views {C.fmt_s(t_noaug)} (=> augmentation adds "
                                         f"{aug_share_noaug:.1%})"))
@@ -273,12 +288,14 @@ def main() -> None:
                          "batch_images": B, "views": 2, "timed_steps": steps, "warmup_steps": warm,
                          "optimizer": "LARS (simclr_lite.optim), lr 1.0 x 2B/256", "temperature": TEMPERATURE,
                          "amp": "bf16" if amp else "off (float32)", "channels_last": channels_last,
-                         "order": "simclr_lite, lightly-style" + ("" if gpu else ", simclr_lite again (mean of the two)"),
+                         "order": "simclr_lite, lightly-style" + ("" if gpu else ", simclr_lite again (mean of the two blocks)"),
                          "lightly_style_workers": workers, "lightly_style": lightly_label, "data": source},
             "results": {"simclr_lite_step_s": t_ours, "simclr_lite_step_s_blocks": [t_ours_first, t_ours_again],
                         "simclr_lite_images_per_s": round(ips_ours, 2),
                         "lightly_style_step_s": t_lightly, "lightly_style_images_per_s": round(ips_lightly, 2),
-                        "ratio": round(ratio, 3), "augment_alone_s": t_aug, "augment_fraction_of_step": round(aug_share, 4),
+                        "ratio": round(ratio, 3), "per_step_cpu": spread,
+                        "per_step_times_s": {k: [round(t, 4) for t in v] for k, v in per_step.items()},
+                        "augment_alone_s": t_aug, "augment_fraction_of_step": round(aug_share, 4),
                         "step_on_premade_views_s": t_noaug,
                         "augment_fraction_by_difference": None if aug_share_noaug is None else round(aug_share_noaug, 4),
                         "step_on_premade_views_cudnn_benchmark_s": t_noaug_cudnn_bench,
