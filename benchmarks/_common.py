@@ -171,6 +171,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_stats(times: list[float]) -> dict[str, Any]:
+    """Median, min and max of timed calls (NaN when there are none), their number, and the times themselves."""
+    s = sorted(times) or [float("nan")]
+    return {"median_s": s[len(s) // 2], "min_s": s[0], "max_s": s[-1], "reps": len(times),
+            "times_s": [round(t, 6) for t in times]}
+
+
 def timeit(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 1,
            max_seconds: float | None = None) -> dict[str, Any]:
     """Seconds per call of ``fn``: median, min and all of ``reps`` timed calls after ``warmup``.
@@ -191,8 +198,7 @@ def timeit(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int =
         times.append(time.perf_counter() - t0)
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
-    s = sorted(times)
-    return {"median_s": s[len(s) // 2], "min_s": s[0], "reps": len(s), "times_s": [round(t, 6) for t in times]}
+    return time_stats(times)
 
 
 def timeit_many(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int, warmup: int = 1,
@@ -213,11 +219,7 @@ def timeit_many(fns: dict[str, Callable[[], Any]], device: torch.device, reps: i
             times[k].append(time.perf_counter() - t0)
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
-    out = {}
-    for k, ts in times.items():
-        s = sorted(ts)
-        out[k] = {"median_s": s[len(s) // 2], "min_s": s[0], "reps": len(s), "times_s": [round(t, 6) for t in ts]}
-    return out
+    return {k: time_stats(ts) for k, ts in times.items()}
 
 
 # ----------------------------------------------------------------------------- data

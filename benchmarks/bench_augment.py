@@ -154,11 +154,9 @@ def loader_throughput(dataset, batch: int, workers: int, batches: int) -> dict:
             break
         times.append(time.perf_counter() - t0)
     del it, dl
-    s = sorted(times) or [float("nan")]
     # median and min over the batches, each timed alone: with W workers in flight a batch can arrive at once
     # (min) while the steady rate is the mean, recorded too
-    return {"median_s": s[len(s) // 2], "min_s": s[0], "mean_s": sum(times) / max(1, len(times)),
-            "reps": len(times), "times_s": [round(t, 6) for t in times]}
+    return {**C.time_stats(times), "mean_s": sum(times) / max(1, len(times))}
 
 
 # ----------------------------------------------------------------------------- statistics

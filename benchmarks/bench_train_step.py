@@ -253,12 +253,11 @@ def main() -> None:
     print(f"  lightly-style step          {C.fmt_s(t_lightly):>10s}  {ips_lightly:9.1f} images/s  ({lightly_label}, "
           f"{workers} workers)")
     print(f"  ratio simclr_lite / lightly-style: {ratio:.2f}x (target >= 1.5x: {'MET' if ratio >= 1.5 else 'MISSED'})")
-    spread = {k: {"min_s": min(v), "median_s": sorted(v)[len(v) // 2], "max_s": max(v), "steps": len(v)}
-              for k, v in per_step.items() if v}
+    spread = {k: C.time_stats(v) for k, v in per_step.items() if v}
     if spread:   # CPU: the per-step spread, and the ratio of medians as a check on the ratio of means
         for k, v in spread.items():
             print(f"  {k} per step: min {C.fmt_s(v['min_s'])}, median {C.fmt_s(v['median_s'])}, "
-                  f"max {C.fmt_s(v['max_s'])} ({v['steps']} steps)")
+                  f"max {C.fmt_s(v['max_s'])} ({v['reps']} steps)")
         if len(spread) == 2:
             print(f"  ratio of the median steps: {spread['lightly_style']['median_s'] / spread['simclr_lite']['median_s']:.2f}x")
     print(f"  simclr_lite: augmentation alone {C.fmt_s(t_aug)} = {aug_share:.1%} of a step"
@@ -294,7 +293,6 @@ def main() -> None:
                         "simclr_lite_images_per_s": round(ips_ours, 2),
                         "lightly_style_step_s": t_lightly, "lightly_style_images_per_s": round(ips_lightly, 2),
                         "ratio": round(ratio, 3), "per_step_cpu": spread,
-                        "per_step_times_s": {k: [round(t, 4) for t in v] for k, v in per_step.items()},
                         "augment_alone_s": t_aug, "augment_fraction_of_step": round(aug_share, 4),
                         "step_on_premade_views_s": t_noaug,
                         "augment_fraction_by_difference": None if aug_share_noaug is None else round(aug_share_noaug, 4),

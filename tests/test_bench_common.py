@@ -38,3 +38,13 @@ def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path, mo
     assert C._git_commit_now() == clean
     (tmp_path / "benchmarks" / "bench_x.py").write_text("print(2)\n")                 # the code changed
     assert C._git_commit_now() == clean + "+dirty"
+
+
+def test_time_stats_median_min_max_of_unsorted_times():
+    """The summary every benchmark writes: the middle of the sorted times (the upper one of an even count),
+    min and max, the count, and the times in the order they were taken."""
+    stats = _common().time_stats([3.0, 1.0, 2.0, 5.0])
+    assert (stats["median_s"], stats["min_s"], stats["max_s"], stats["reps"]) == (3.0, 1.0, 5.0, 4)
+    assert stats["times_s"] == [3.0, 1.0, 2.0, 5.0]
+    empty = _common().time_stats([])
+    assert empty["reps"] == 0 and empty["median_s"] != empty["median_s"]   # NaN
