@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -49,8 +50,18 @@ def positive(verdict: str) -> bool:
     return verdict.lower().startswith(("reproduced", "verified", "observed"))
 
 
-def chapter_rows() -> list[tuple[str, str, str, str]]:
-    """(notebook, finding row, ours, verdict) of every findings table in the chapters' stored outputs."""
+class Row(NamedTuple):
+    """One row of a chapter's findings table (its stored output)."""
+    notebook: str
+    finding: str
+    paper: str
+    ours: str
+    gpu: str
+    verdict: str
+
+
+def chapter_rows() -> list[Row]:
+    """Every row of every findings table in the chapters' stored outputs, read by the table's header."""
     rows = []
     for nb_path in sorted(BOOK.glob("0*.ipynb")):
         nb = json.loads(nb_path.read_text())
@@ -60,11 +71,13 @@ def chapter_rows() -> list[tuple[str, str, str, str]]:
                 text = "".join(out.get("data", {}).get("text/markdown", ""))
                 if not text.startswith("| finding |"):
                     continue
-                header = [h.strip() for h in text.splitlines()[0].strip("|").split(" | ")]
-                i_ours = next(i for i, h in enumerate(header) if h.startswith("ours"))
+                header = [h.strip() for h in text.splitlines()[0].strip().strip("|").split(" | ")]
+                col = {name: next(i for i, h in enumerate(header) if h.startswith(name))
+                       for name in ("paper", "ours", "full scale")}
                 for line in text.splitlines()[2:]:
                     cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-                    rows.append((nb_path.stem, cells[0], cells[i_ours], cells[-1]))
+                    rows.append(Row(nb_path.stem, cells[0], cells[col["paper"]], cells[col["ours"]],
+                                    cells[col["full scale"]], cells[-1]))
     return rows
 
 
@@ -73,19 +86,19 @@ def render() -> str:
     lines, counts = [], {"reproduced in trend": 0, "partly": 0, "not reproduced": 0}
     detail = []
     for k, (claim, where, prefixes) in enumerate(FINDINGS, 1):
-        mine = [r for r in rows if r[1].startswith(prefixes)]
+        mine = [r for r in rows if r.finding.startswith(prefixes)]
         if not mine:
             status = "not reproduced"
             where_ours = "no chapter tests it"
         else:
-            n_pos = sum(positive(r[3]) for r in mine)
+            n_pos = sum(positive(r.verdict) for r in mine)
             status = ("reproduced in trend" if n_pos == len(mine) else "partly" if n_pos else "not reproduced")
-            where_ours = ", ".join(sorted({f"[chapter {CHAPTER_TITLES[r[0]].split('.')[0]}]({r[0]}.ipynb)" for r in mine}))
+            where_ours = ", ".join(sorted({f"[chapter {CHAPTER_TITLES[r.notebook].split('.')[0]}]({r.notebook}.ipynb)" for r in mine}))
         counts[status] += 1
         lines.append(f"| {k} | {where}: {claim} | {where_ours} | "
-                     f"{sum(positive(r[3]) for r in mine)} of {len(mine)} | **{status}** |")
+                     f"{sum(positive(r.verdict) for r in mine)} of {len(mine)} | **{status}** |")
         for r in mine:
-            detail.append(f"| {k} | {r[1]} | {r[2]} | {r[3]} |")
+            detail.append(f"| {k} | {r.finding} | {r.paper} | {r.ours} | {r.gpu} | {r.verdict} |")
     head = [
         "# Findings at a glance",
         "",
@@ -103,8 +116,10 @@ def render() -> str:
         "|---|---|---|---|---|",
     ]
     tail = ["", "## Every row", "",
-            "The rows of the chapters' findings tables, with our numbers and each chapter's verdict.", "",
-            "| # | row | ours (`cpu` budget) | verdict |", "|---|---|---|---|"]
+            "The rows of the chapters' findings tables: the paper's number, ours at the `cpu` budget, the",
+            "full-scale run's where the book has one (one H200, `scripts/book_gpu.py`), and the chapter's",
+            "verdict, which is decided on the `cpu` column.", "",
+            "| # | row | paper | ours (`cpu` budget) | full scale (GPU) | verdict |", "|---|---|---|---|---|---|"]
     return "\n".join(head + lines + tail + detail) + "\n"
 
 

@@ -27,3 +27,14 @@ def test_only_the_paper_s_direction_counts():
     for v in ("not at this budget (gap +1.0 points, noise 3.1)", "contradicted at this budget", "not separable",
               "partly"):
         assert not findings.positive(v), v
+
+
+def test_every_row_carries_the_paper_s_number_ours_and_the_full_scale_cell():
+    rows = findings.chapter_rows()
+    assert len(rows) >= 14
+    for r in rows:
+        assert r.paper and r.ours and r.gpu and r.verdict, r
+    page = findings.render()
+    prefixes = tuple(p for _, _, ps in findings.FINDINGS for p in ps)
+    for r in (r for r in rows if r.finding.startswith(prefixes)):   # the detail table: paper beside ours
+        assert f"| {r.finding} | {r.paper} | {r.ours} | {r.gpu} | {r.verdict} |" in page, r.finding
