@@ -87,16 +87,16 @@ def render() -> str:
     detail = []
     for k, (claim, where, prefixes) in enumerate(FINDINGS, 1):
         mine = [r for r in rows if r.finding.startswith(prefixes)]
+        n_pos = sum(positive(r.verdict) for r in mine)
         if not mine:
             status = "not reproduced"
             where_ours = "no chapter tests it"
         else:
-            n_pos = sum(positive(r.verdict) for r in mine)
             status = ("reproduced in trend" if n_pos == len(mine) else "partly" if n_pos else "not reproduced")
             where_ours = ", ".join(sorted({f"[chapter {CHAPTER_TITLES[r.notebook].split('.')[0]}]({r.notebook}.ipynb)" for r in mine}))
         counts[status] += 1
         lines.append(f"| {k} | {where}: {claim} | {where_ours} | "
-                     f"{sum(positive(r.verdict) for r in mine)} of {len(mine)} | **{status}** |")
+                     f"{n_pos} of {len(mine)} | **{status}** |")
         for r in mine:
             detail.append(f"| {k} | {r.finding} | {r.paper} | {r.ours} | {r.gpu} | {r.verdict} |")
     head = [
