@@ -105,24 +105,45 @@ def _version(module: str) -> str | None:
         return None
 
 
+#: Folders of results that the scripts write into the checkout: changes there do not make a tree "dirty"
+#: (one benchmark's or one chapter's JSON file must not mark the next run as edited).
+RESULTS_FOLDERS = ("benchmarks/results", "book/results")
+
+
 def git_commit() -> str | None:
     """The checkout's commit when this module was first imported (``+dirty`` if the tree had changes then),
-    so that edits made while a long benchmark runs do not relabel its results. Changes under
-    ``benchmarks/results/`` do not count: they are the benchmarks' own outputs (one script's JSON file
-    must not mark the next script's run as dirty)."""
+    so that edits made while a long benchmark runs do not relabel its results. The rule:
+    :func:`git_commit_now`."""
     return _COMMIT_AT_START
 
 
-def _git_commit_now() -> str | None:
+def git_commit_now(repo: Path | str | None = None) -> str | None:
+    """The one rule for the commit a result records (benchmarks and ``scripts/book_gpu.py``).
+
+    ``$SIMCLR_COMMIT`` when set (the sender of a working tree to a GPU machine sets it: the copy's
+    ``.git`` may be absent or stale there); else the short commit of ``repo`` (default: this checkout),
+    with ``+dirty`` when a tracked file differs from it, changes under :data:`RESULTS_FOLDERS` and
+    untracked files not counted; ``None`` without git or outside a repository.
+    """
+    if os.environ.get("SIMCLR_COMMIT"):
+        return os.environ["SIMCLR_COMMIT"]
+    repo = Path(repo) if repo is not None else REPO
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                              text=True, timeout=10, check=False).stdout.strip()
+        if not rev:
+            return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"], cwd=REPO,
+                                *(f":(exclude){f}" for f in RESULTS_FOLDERS)], cwd=repo,
                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return (rev + ("+dirty" if dirty else "")) or None
+        return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git_commit_now() -> str | None:
+    """:func:`git_commit_now` of this checkout (``REPO``, which tests may point elsewhere)."""
+    return git_commit_now(REPO)
 
 
 _COMMIT_AT_START = _git_commit_now()
@@ -272,14 +293,14 @@ def write_result(name: str, device: torch.device, payload: dict[str, Any], out: 
 
     Pass ``machine_info = machine(device)`` taken when the script started (its load average then).
     """
-    record = {
+    record = public_paths({
         "benchmark": name,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command or _command_line(),
         "quick": QUICK,
         "machine": machine_info or machine(device),
         **payload,
-    }
+    })
     path = results_dir(out) / f"{name}-{device_slug(device)}{'-quick' if QUICK else ''}.json"
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"wrote {path}", flush=True)
@@ -287,10 +308,46 @@ def write_result(name: str, device: torch.device, payload: dict[str, Any], out: 
 
 
 def _command_line() -> str:
+    """The command that ran this script, as a results file records it: repo-relative, no machine paths."""
     script = Path(sys.argv[0]).resolve()
     shown = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
     env = " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "SIMCLR_DATA", "PYTHONPATH") if os.environ.get(k))
-    return (env + " " if env else "") + " ".join(["python", shown] + sys.argv[1:])
+    return public_paths((env + " " if env else "") + " ".join(["python", shown] + sys.argv[1:]))
+
+
+#: An absolute path in a string: ``/a/b...`` or ``~/a...`` at the start, after a space, ``=``, ``:``, ``,``, a
+#: quote or a bracket (so ``img/s`` or a URL's ``//host/x`` are not paths). ``/dev``, ``/proc``, ``/sys`` and
+#: ``/usr`` paths name no folder of the machine's user and are kept.
+_ABS_PATH = re.compile(r"""(?:^|(?<=[\s=:,'"(\[{]))(~?/(?:[\w.+@%-]+/?)+)""")
+_SYSTEM = ("/dev/", "/proc/", "/sys/", "/usr/")
+
+
+def _public_path(path: str) -> str:
+    if path.startswith(_SYSTEM):
+        return path
+    if not path.startswith("~"):
+        for root in {str(REPO), os.path.realpath(REPO)}:
+            if path == root or path == root + "/":
+                return "."
+            if path.startswith(root + "/"):
+                return path[len(root) + 1:]
+    return "PATH"
+
+
+def public_paths(obj: Any) -> Any:
+    """``obj`` (a string, or dicts and lists of them) with every absolute path of this machine replaced:
+    one inside this checkout by its repo-relative form (``.`` for the root), any other by ``PATH``.
+
+    What a results file records must not hold the folders of the machine it was made on (dataset copies,
+    scratch, work trees): ``SIMCLR_DATA=<a dataset copy> --run <a scratch folder>`` is recorded as
+    ``SIMCLR_DATA=PATH --run PATH`` (tests/test_bench_common.py has examples)."""
+    if isinstance(obj, str):
+        return _ABS_PATH.sub(lambda m: _public_path(m.group(1)), obj)
+    if isinstance(obj, dict):
+        return {k: public_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [public_paths(v) for v in obj]
+    return obj
 
 
 def fmt_s(seconds: float) -> str:

@@ -114,7 +114,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     from simclr_lite import distributed as D
-    from simclr_lite.train import Config, pretrain
+    from simclr_lite.config import Config
+    from simclr_lite.train import pretrain
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rss_start = _rss_mib()

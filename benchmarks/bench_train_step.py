@@ -304,7 +304,8 @@ def main() -> None:
 
     save()
     if (gpu or args.force_epoch) and not args.no_epoch:
-        from simclr_lite.train import Config, pretrain
+        from simclr_lite.config import Config
+        from simclr_lite.train import pretrain
         variants = [("eager", {"compile": False}),
                     ("eager_nan_check_every_97", {"compile": False, "nan_check_every": 97, "log_every": 97})]
         if not args.no_compile:

@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as C  # noqa: E402
 from simclr_lite.data import load_cifar10  # noqa: E402
 from simclr_lite.evaluate import extract_features, knn_accuracy, raw_pixel_features  # noqa: E402
-from simclr_lite.train import build_model, describe_device, preset, pretrain  # noqa: E402
+from simclr_lite.config import Config, build_model, preset  # noqa: E402
+from simclr_lite.distributed import describe_device  # noqa: E402
+from simclr_lite.train import pretrain  # noqa: E402
 
 
 def main() -> int:
@@ -49,7 +51,6 @@ def main() -> int:
     cfg = preset(args.preset, data=args.data, **overrides)
     machine = C.machine(torch.device("cpu"))   # at the start: its load average, and the commit (+dirty if edited)
     if args.from_run:
-        from simclr_lite.train import Config
         cfg = Config(**json.loads((Path(args.from_run) / "config.json").read_text()))
     xtr, ytr = load_cifar10(args.data, train=True)
     xte, yte = load_cifar10(args.data, train=False)
@@ -88,7 +89,7 @@ def main() -> int:
            "pretrained_by": (f"python -m simclr_lite pretrain (run folder {args.from_run}, config above)"
                              if args.from_run else "this script")}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"{args.preset}-quality.json").write_text(json.dumps(out, indent=2) + "\n")
+    (Path(args.out) / f"{args.preset}-quality.json").write_text(json.dumps(C.public_paths(out), indent=2) + "\n")
     return 0
 
 

@@ -67,9 +67,9 @@ for train in (True, False):
     x, y, _ = load_dataset(None, train, size=32); print('[gpu_all] CIFAR-10', 'train' if train else 'test', tuple(x.shape))
 " || unset SIMCLR_DATA
 fi
-# 2. the exactness checks on this device: same views as the pre-fusion code, foreach LARS
+# 2. the exactness checks on this device: the golden views of the pre-fusion code (tests/golden), foreach LARS
 SAME=0; LARS=0
-run same_views "$(L 25)" "$PY" -m pytest -q -x -p no:cacheprovider tests/test_augment.py -k "frozen or concat" && SAME=1
+run same_views "$(L 25)" "$PY" -m pytest -q -x -p no:cacheprovider tests/test_augment.py -k "golden or concat" && SAME=1
 run foreach_lars "$(L 20)" "$PY" -m pytest -q -x -p no:cacheprovider tests/test_optim.py -k foreach && LARS=1
 "$PY" - "$OUT/checks.json" "$SAME" "$LARS" "$DEV" <<'PYEOF'
 import json, sys, torch

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as C  # noqa: E402
-from simclr_lite.train import Config, preset  # noqa: E402
+from simclr_lite.config import Config, preset  # noqa: E402
 
 IGNORED = {"data", "log_every", "device", "knn_every", "checkpoint_every", "nan_check_every"}
 
@@ -55,8 +55,8 @@ def main() -> int:
         print(f"| {t['run']} | {diff} | {t['epochs']:g} | {100 * t['knn_top1']:.1f}% | {t['train_wall_s']:.0f} "
               f"| {t['threads']} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"what": __doc__.splitlines()[0], "preset_now": now, "runs": table},
-                                         indent=2) + "\n")
+    record = {"what": __doc__.splitlines()[0], "preset_now": now, "runs": table}
+    Path(args.out).write_text(json.dumps(C.public_paths(record), indent=2) + "\n")
     return 0
 
 

@@ -81,11 +81,12 @@ def rows_for(r: dict) -> list[tuple[str, str, str, str, str]]:
             out.append(("CIFAR-10 epoch < 8 s (GPU)", fig, "", _mark(tg["epoch_under_8s_gpu"]["met"]), dev))
     elif name == "knn":
         s = r["settings"]
+        other = "plain" if "plain_s" in res else "before"    # files before 2026-12-06: the previous knn_predict
         out.append((f"kNN {s['n_train']}x{s['n_test']}, d={s['dim']}, k={s['k']}: < 2 s on a CPU",
-                    (f"{res['knn_accuracy_s']['median_s']:.2f} s (before: {res['before_s']['median_s']:.2f} s; "
+                    (f"{res['knn_accuracy_s']['median_s']:.2f} s ({other}: {res[other + '_s']['median_s']:.2f} s; "
                     f"matmul alone {res['matmul_only_s']['median_s']:.2f} s = {res['matmul_gflops']:.0f} GFLOP/s; "
                     f"top-k alone {res['topk_only_s_estimate']:.2f} s); identical scores: {res['identical_scores']}"),
-                    f"{res['speedup_vs_before']:.2f}x vs before",
+                    f"{res['speedup_vs_' + other]:.2f}x vs {other}",
                     _mark(tg["under_2s_on_cpu"]["met"]) if tg["under_2s_on_cpu"]["device_is_cpu"]
                     else "(GPU: informative)", dev))
     return [row + (cmd,) for row in out]

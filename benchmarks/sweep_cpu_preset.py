@@ -91,7 +91,8 @@ def main() -> int:
            "total_wall_s": round(time.time() - t0, 1), "results": results}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / "sweep-cpu-preset.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    import _common as C   # benchmarks/ is this script's folder; no machine paths in what it records
+    path.write_text(json.dumps(C.public_paths(out), indent=2) + "\n")
     for n, r in sorted(results.items(), key=lambda kv: -kv[1].get("knn_top1", 0)):
         print(f"{n:28s} {r.get('knn_top1', float('nan')):.4f}")
     print(f"wrote {path}")

@@ -19,9 +19,8 @@ result and the paper's number when the file exists.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:       # run as a script from a checkout: this checkout's simclr_lite
     sys.path.insert(0, str(REPO))
+COMMON = REPO / "benchmarks" / "_common.py"   # the commit rule and the path scrubbing of every result
 LIMIT_S = 9 * 60          # the promise: a chapter in at most 9 minutes on one H200
 TRAIN_MINUTES = 6.5       # training time shared by a chapter's runs; the rest is start-up, data and evaluation
 QUICK_BASE = dict(arch="resnet10", width=0.125, stem_stride=2, batch_size=32, epochs=1, lr=1.0, warmup_epochs=0,
@@ -62,24 +62,35 @@ CHAPTERS: dict[int, tuple[str, list[tuple[str, dict[str, Any]]], tuple[str, ...]
 
 
 def _train_api():
-    """The package's public training API: ``preset``, ``pretrain``, ``build_model``, ``describe_device``."""
-    from simclr_lite import train
-    return train
+    """What this script uses of the package: ``preset``, ``Config``, ``build_model`` (simclr_lite.config),
+    ``pretrain`` (simclr_lite.train), ``describe_device`` (simclr_lite.distributed), ``subset_indices``
+    (simclr_lite.sampling), each from the module that defines it."""
+    from types import SimpleNamespace
+
+    from simclr_lite.config import Config, build_model, preset
+    from simclr_lite.distributed import describe_device
+    from simclr_lite.sampling import subset_indices
+    from simclr_lite.train import pretrain
+    return SimpleNamespace(Config=Config, build_model=build_model, preset=preset, pretrain=pretrain,
+                           describe_device=describe_device, subset_indices=subset_indices)
+
+
+def _records():
+    """``benchmarks/_common.py``, loaded from its file: the one rule for the commit a result records
+    (``git_commit_now``: ``$SIMCLR_COMMIT``, else the commit, ``+dirty`` when tracked files outside the results
+    folders differ from it) and for keeping machine paths out of it (``public_paths``)."""
+    name = "simclr_bench_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, COMMON)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
 
 
 def git_commit() -> str | None:
-    """Short commit of this checkout, ``+dirty`` when tracked files differ from it; ``$SIMCLR_COMMIT`` where
-    the sender of a working tree to a GPU machine sets it (the copy's .git may be absent or stale there)."""
-    if os.environ.get("SIMCLR_COMMIT"):
-        return os.environ["SIMCLR_COMMIT"]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return (rev + ("+dirty" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The commit this checkout's results are recorded under: ``benchmarks/_common.git_commit_now``."""
+    return _records().git_commit_now(REPO)
 
 
 def load_data(root: str | None, size: int = 32) -> tuple[torch.Tensor, ...]:
@@ -204,12 +215,14 @@ def extra_evaluations(names: tuple[str, ...], run: dict[str, Any], data, quick: 
 
 
 def run_chapter(chapter: int, quick: bool, data_root: str | None,
-                train_minutes: float = TRAIN_MINUTES) -> dict[str, Any]:
-    """Every run of ``chapter``, sharing ``train_minutes`` of training; the results file's contents."""
+                train_minutes: float = TRAIN_MINUTES, argv: list[str] | None = None) -> dict[str, Any]:
+    """Every run of ``chapter``, sharing ``train_minutes`` of training; the results file's contents
+    (``argv``: the command's arguments it records, default ``sys.argv[1:]``)."""
     if chapter not in CHAPTERS:
         raise SystemExit(f"--chapter must be one of {sorted(CHAPTERS)}, got {chapter}")
     title, runs, extras = CHAPTERS[chapter]
     t_start = time.perf_counter()
+    commit = git_commit()      # at the start: edits made while the chapter runs do not relabel its results
     api = _train_api()
     data = load_data(data_root)
     minutes = train_minutes / len(runs)
@@ -227,13 +240,14 @@ def run_chapter(chapter: int, quick: bool, data_root: str | None,
         del model
     wall = time.perf_counter() - t_start
     dev = torch.device(eval_device(quick))
-    return {"chapter": chapter, "title": title, "quick": quick, "device": api.describe_device(dev),
-            "commit": git_commit(), "torch": torch.__version__,
-            "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": "python scripts/book_gpu.py " + " ".join(sys.argv[1:]),
-            "train_minutes_per_run": None if quick else round(minutes, 3), "wall_time_s": round(wall, 1), "limit_s": LIMIT_S,
-            "within_limit": wall <= LIMIT_S, "train_images": len(data[0]), "test_images": len(data[2]),
-            "runs": records, "extra": extra}
+    result = {"chapter": chapter, "title": title, "quick": quick, "device": api.describe_device(dev),
+              "commit": commit, "torch": torch.__version__,
+              "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "command": "python scripts/book_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "train_minutes_per_run": None if quick else round(minutes, 3), "wall_time_s": round(wall, 1),
+              "limit_s": LIMIT_S, "within_limit": wall <= LIMIT_S, "train_images": len(data[0]),
+              "test_images": len(data[2]), "runs": records, "extra": extra}
+    return _records().public_paths(result)   # no machine paths recorded (--data DIR, --out FILE: PATH)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -252,8 +266,8 @@ def main(argv: list[str] | None = None) -> Path:
     if not 0 < args.train_minutes <= TRAIN_MINUTES:
         raise SystemExit(f"--train-minutes must be in (0, {TRAIN_MINUTES}] to stay within {LIMIT_S} s, "
                          f"got {args.train_minutes}")
-    result = run_chapter(args.chapter, args.quick, args.data, args.train_minutes)
-    from simclr_lite.budget import GPU_RESULTS   # where the chapters read it (budget.gpu_results)
+    result = run_chapter(args.chapter, args.quick, args.data, args.train_minutes, argv)
+    from simclr_book.budget import GPU_RESULTS   # where the chapters read it (budget.gpu_results)
     out = Path(args.out) if args.out else (
         GPU_RESULTS / f"ch{args.chapter:02d}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ stored one and a new one, e.g. from a fresh clone with an empty run cache) and l
 differ once wall times (a number followed by s, ms or min) are masked: accuracies, losses, counts and
 verdicts must match; how long a step took may not. Glued values are compared the same way.
 
-    python scripts/compare_outputs.py book/06_evaluation.ipynb /tmp/clone/book/06_evaluation.ipynb
+    python scripts/compare_outputs.py book/06_evaluation.ipynb CLONE/book/06_evaluation.ipynb   # CLONE: the fresh clone
 
 Prints each differing line (stored, then new) and a count; exits 1 when any line differs beyond wall
 times. Lines that say whether a run was trained now or loaded from the run cache are expected to differ

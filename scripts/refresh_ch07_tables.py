@@ -14,11 +14,12 @@ PATH = "book/07_scaling_up.ipynb"
 # the cells to refresh, found by their first lines of code (not by position)
 MARKERS = ('RES_DIR = ROOT / "benchmarks" / "results"', 'for name, r in bench.get("train_step", [])')
 SETUP = """import json
+import re
 import textwrap
 from pathlib import Path
 from IPython.display import Markdown, display
 import simclr_lite
-from simclr_lite.budget import markdown_table
+from simclr_book.budget import markdown_table
 ROOT = Path(simclr_lite.__file__).resolve().parents[1]
 """
 

@@ -15,8 +15,8 @@ One concept of the paper per module:
 - :mod:`simclr_lite.cache`: runs trained once and reused (the book's shared models), keyed by config, data, code.
 - :mod:`simclr_lite.evaluate`: kNN monitor, linear evaluation, fine-tuning.
 - :mod:`simclr_lite.distributed`: torchrun / DDP, global BN, gathered negatives.
-"""
-from .errors import CheckpointError, ConfigError, DataError, SimCLRError, TrainingError
 
+Every name is imported from the module that defines it (the errors from :mod:`simclr_lite.errors`);
+the package itself re-exports nothing.
+"""
 __version__ = "0.1.0"
-__all__ = ["SimCLRError", "DataError", "ConfigError", "CheckpointError", "TrainingError", "__version__"]

@@ -3,7 +3,7 @@
 Examples::
 
     python -m simclr_lite pretrain --preset cifar10-cpu --data ../shared/datasets --out runs/cpu
-    python -m simclr_lite evaluate runs/cpu --protocol knn
+    python -m simclr_lite evaluate runs/cpu --data ../shared/datasets --protocol knn
     torchrun --nproc_per_node=8 -m simclr_lite pretrain --preset imagenet-r50 --data /imagenet --out runs/in
 
 Every :class:`~simclr_lite.config.Config` field is a flag (``--batch-size``,
@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 import json
 import os
+import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,6 +82,7 @@ _HELP = {  # one line per Config field, shown by --help
     "time_budget": "minutes: anneal the learning rate to 0 by then, stop and evaluate (budgeted training; "
                    "epochs become an upper bound; 0: the schedule follows epochs alone; cifar10-cpu sets "
                    "14.5, which --epochs without --time-budget turns off)",
+    "extended_from": "recorded by --resume --extend: the epochs the run was first planned for (0: never extended)",
     "nan_check_every": "steps between checks for a NaN/inf loss (0: every step on CPU, every --log-every steps on GPU)",
 }
 
@@ -137,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", default=None,
                      help="run folder: config.json, metrics.jsonl, checkpoint.pt, run.json (required, except "
                           "with --print-config)")
-    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    pre.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its checkpoint, exactly (same settings and images)")
+    pre.add_argument("--extend", action="store_true",
+                     help="with --resume and a larger --epochs: train a run further; its schedule is re-planned "
+                          "for the new epochs from where it stands (so it differs from a run started with them) "
+                          "and config.json records the epochs it was first planned for (extended_from)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.add_argument("--print-config", action="store_true",
                      help="print the full config (JSON) that --preset and the other flags give, and exit; "
@@ -163,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "eval.json (the latest of any protocol).")
     ev.add_argument("run", help="run folder written by 'pretrain'")
     ev.add_argument("--protocol", default="knn", choices=["knn", "linear", "finetune"])
-    ev.add_argument("--data", default=None, help="dataset (default: the run's --data)")
+    ev.add_argument("--data", default=None,
+                    help="dataset (default: $SIMCLR_DATA, else data/); never read from the path a run folder "
+                         "names, so a run folder from elsewhere cannot point evaluate at crafted files")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.add_argument("--k", type=_number(int, "--k"), default=200, help="kNN neighbours")
     ev.add_argument("--epochs", type=_number(int, "--epochs"), default=None,
@@ -184,20 +194,25 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
     out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
+    if args.resume and (out / "config.json").is_file():   # the run's own settings, and the flags given
+        path = out / "config.json"
         try:
-            saved = json.loads((out / "config.json").read_text())
-            cfg = Config(**{**saved, **overrides})
-        except (ValueError, TypeError) as e:  # another tool's config.json, or a damaged one
-            raise ConfigError(f"{out / 'config.json'} is not a simclr_lite config ({type(e).__name__}: "
-                              f"{str(e)[:120]}); choose another --out") from None
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:  # another tool's config.json, or a damaged one
+            raise ConfigError(f"{path} is not a simclr_lite config ({type(e).__name__}: {str(e)[:120]}); "
+                              f"choose another --out") from None
+        cfg = dataclasses.replace(Config.from_dict(saved, str(path)), **overrides)
     else:
         cfg = preset(args.preset, **overrides)
     try:
-        summary = pretrain(cfg, out, resume=args.resume, progress=not args.no_progress)
+        summary = pretrain(cfg, out, resume=args.resume, progress=not args.no_progress,
+                           **({"extend": True} if args.extend else {}))
     except Preempted as e:
         print(str(e), file=sys.stderr)
-        return 143
+        return {signal.SIGINT: 130, getattr(signal, "SIGHUP", -1): 129}.get(e.signum, 143)
+    if summary.get("already_finished"):
+        print(f"{out} already holds a finished run (status {summary.get('status')}); nothing to train, its "
+              f"results are kept (to train it further: --resume --extend --epochs N)")
     if summary.get("knn_top1") is not None:
         print(f"kNN top-1 {summary['knn_top1']:.4f} (k={cfg.knn_k}, {summary['knn_test_images']:,} test images, "
               f"bank of {summary['knn_bank']:,} training images) after {summary['epochs']:.2f} epochs; "
@@ -216,18 +231,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .sampling import subset_indices
     from .splits import load_splits
 
+    from .checkpoint import load_checkpoint
+    from .run import writer_pid
+
+    _check_evaluate_args(args)
     run = Path(args.run)
     dev = resolve_device(args.device)
     model, cfg = load_run(run, dev)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    step, epoch = int(ckpt["step"]), int(ckpt["epoch"])
+    pid = writer_pid(run)
+    if pid is not None:
+        print(f"warning: {run} is still being trained (pid {pid}); evaluating its checkpoint at step {step} "
+              f"(epoch {epoch} of {cfg.epochs})", file=sys.stderr)
     t0 = time.time()
     if cfg.loader == "stream" and args.protocol == "finetune":  # ImageNet-size trees are never all in memory
         raise ConfigError("--protocol finetune reads decoded images into memory; a --loader stream run "
                           "(ImageNet) supports --protocol knn or linear")
-    train, test = load_splits(dataclasses.replace(cfg, download=False),   # evaluate never downloads
-                              args.data if args.data is not None else cfg.data,
+    # The data comes from --data, $SIMCLR_DATA or data/: never from a path that the run folder names
+    # (a received folder could point at crafted files), and evaluate never downloads.
+    train, test = load_splits(dataclasses.replace(cfg, data=None, download=False), args.data,
                               progress=False if args.no_progress else None)
     if args.test_limit:
         test = test.subset(subset_indices(len(test), args.test_limit, cfg.seed + 1))
+    if int(train.y.unique().numel()) < 2:
+        print("warning: the training data has 1 class: any top-1 says nothing; use a dataset with several "
+              "classes", file=sys.stderr)
     xtr, ytr, xte, yte = train.x, train.y, test.x, test.y
     result: dict[str, Any] = {"protocol": args.protocol}
     if args.protocol in ("knn", "linear"):
@@ -236,24 +265,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result["top1"] = knn_accuracy(ftr, ytr, fte, yte, k=args.k)
             result["k"] = min(args.k, len(ftr))   # knn_predict uses at most the whole bank
         else:
-            result.update(linear_eval(ftr, ytr, fte, yte, epochs=args.epochs or 100))
-            result["epochs"] = args.epochs or 100
+            epochs = 100 if args.epochs is None else args.epochs
+            result.update(linear_eval(ftr, ytr, fte, yte, epochs=epochs), epochs=epochs)
     else:
+        epochs = 30 if args.epochs is None else args.epochs
         keep = label_subset(ytr, args.label_fraction, cfg.seed) if args.label_fraction < 1 else torch.arange(len(ytr))
-        result.update(fine_tune(model.encoder, xtr[keep], ytr[keep], xte, yte, epochs=args.epochs or 30,
-                                device=dev))
-        result.update(label_fraction=args.label_fraction, labelled_images=len(keep), epochs=args.epochs or 30)
+        result.update(fine_tune(model.encoder, xtr[keep], ytr[keep], xte, yte, epochs=epochs, device=dev))
+        result.update(label_fraction=args.label_fraction, labelled_images=len(keep), epochs=epochs)
     result.update({"train_images": len(xtr), "test_images": len(xte), "device": describe_device(dev),
-                   "wall_time_s": round(time.time() - t0, 2)})
+                   "checkpoint_step": step, "checkpoint_epoch": epoch, "run_epochs": cfg.epochs,
+                   "run_still_training": pid is not None, "wall_time_s": round(time.time() - t0, 2)})
+    print(f"{describe_result(result)}; {result['wall_time_s']:.0f} s; checkpoint at step {step} "
+          f"(epoch {epoch} of {cfg.epochs})", flush=True)
     own, latest = save_result(run, result)
-    print(f"{describe_result(result)}; {result['wall_time_s']:.0f} s; written to {own} and {latest.name}")
+    print(f"written to {own} and {latest.name}")
     return 0
+
+
+def _check_evaluate_args(args: argparse.Namespace) -> None:
+    """The evaluate flags that cannot give a meaningful result, refused in one line each, before any work."""
+    from .data import check_label_fraction
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.test_limit is not None and args.test_limit < 1:
+        raise ConfigError(f"--test-limit must be at least 1 (or left out for all test images), got {args.test_limit}")
+    check_label_fraction(args.label_fraction)
 
 
 def cmd_print_config(args: argparse.Namespace) -> int:
     """``pretrain --print-config``: the validated config of ``--preset`` plus the given flags, as JSON on
     stdout; touches no file (``--out`` is neither needed nor created)."""
-    from .train import Config, preset
+    from .config import Config, preset
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
@@ -261,6 +304,14 @@ def cmd_print_config(args: argparse.Namespace) -> int:
     cfg.validate()
     print(json.dumps({"preset": args.preset, **dataclasses.asdict(cfg)}, indent=2))
     return 0
+
+
+def _what_is_kept(args: argparse.Namespace) -> str:
+    """After a failure: a run with a checkpoint continues with --resume; without one, nothing to resume."""
+    out = getattr(args, "out", None) if args.command == "pretrain" else None
+    if out is not None and (Path(out) / "checkpoint.pt").exists():
+        return "the last checkpoint is kept (continue with --resume)"
+    return "no checkpoint was written" if args.command == "pretrain" else "nothing was written"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,12 +328,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"error (rank {rank}): {e}\n")
         sys.stderr.flush()
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+    except KeyboardInterrupt:  # outside training (which checkpoints on Ctrl-C): loading data, evaluating
+        print(f"error: interrupted; {_what_is_kept(args)}", file=sys.stderr)
         return 130
     except OSError as e:  # a full disk or an unwritable folder outside the checkpoint (which says so itself)
         print(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; free disk space or fix the "
-              f"path's permissions (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
+              f"folder's permissions; {_what_is_kept(args)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError subclasses
+        if not isinstance(e, MemoryError) and not re.search(r"out of memory|not enough memory", str(e)):
+            raise
+        print(f"error: out of memory ({type(e).__name__}); use a smaller --batch-size or --image-size "
+              f"(or a machine with more memory); {_what_is_kept(args)}", file=sys.stderr)
         return 2
     finally:
         from .distributed import cleanup

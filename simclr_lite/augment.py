@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import ConfigError
+
 __all__ = [
     "sample_crop_boxes", "resized_crop", "random_resized_crop", "horizontal_flip",
     "rgb_to_gray", "adjust_hue",
@@ -43,6 +45,14 @@ CROP_TRIES = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls ba
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def check_strength(strength: float) -> None:
+    """The one rule for the colour strength s (Appendix A), used by every augmentation here and by
+    ``Config.validate``: s in [0, 2.5], as the hue jitter 0.2 s must stay at most 0.5."""
+    if not 0.0 <= strength <= 2.5:   # also refuses NaN
+        raise ConfigError(f"colour strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}; "
+                          f"the paper uses 0.5 for CIFAR-10, 1.0 for ImageNet")
+
 
 def check_images(x: Tensor, name: str = "x") -> None:
     """Raise ValueError unless ``x`` is a float (B, 3, H, W) batch."""
@@ -355,8 +365,7 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: torch.Generato
     ``RandomGrayscale(p=0.2)``. The paper uses s=1 on ImageNet and s=0.5 on
     CIFAR-10 (Appendix B.9). s must be in [0, 2.5] (hue 0.2s at most 0.5).
     """
-    if not 0.0 <= strength <= 2.5:
-        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+    check_strength(strength)
     s = strength
     x = color_jitter(x, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8, generator=generator)
     return _random_grayscale(x, 0.2, generator, inplace=True)  # color_jitter's output is a new tensor
@@ -411,6 +420,25 @@ class SimCLRAugment(torch.nn.Module):
     (every random number, from ``generator``) then :meth:`apply` (a pure
     function of the images and those tables); :meth:`concat` makes several
     views with one :meth:`apply` (half the kernel launches for two views).
+
+    Example: two views of a batch of 4 uint8 images of 40 x 40 pixels, cropped and
+    resized to 32 x 32; the same generator seed gives the same view again:
+
+    >>> import torch
+    >>> from simclr_lite.augment import SimCLRAugment
+    >>> aug = SimCLRAugment(size=32, strength=0.5)
+    >>> images = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8,
+    ...                        generator=torch.Generator().manual_seed(0))
+    >>> g = torch.Generator().manual_seed(1)
+    >>> view_1, view_2 = aug(images, generator=g), aug(images, generator=g)
+    >>> view_1.shape, view_1.dtype            # float images in [0, 1]
+    (torch.Size([4, 3, 32, 32]), torch.float32)
+    >>> bool(view_1.min() >= 0) and bool(view_1.max() <= 1)
+    True
+    >>> torch.equal(view_1, view_2)           # two different random views
+    False
+    >>> torch.equal(aug(images, generator=torch.Generator().manual_seed(1)), view_1)
+    True
     """
 
     def __init__(self, size: int, strength: float = 0.5, blur: bool = False,
@@ -418,8 +446,7 @@ class SimCLRAugment(torch.nn.Module):
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
-        if not 0.0 <= strength <= 2.5:
-            raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+        check_strength(strength)
         self.size, self.strength, self.blur = size, float(strength), bool(blur)
         self.scale = check_range("scale", scale, low=1e-12)
         self.ratio = check_range("ratio", ratio, low=1e-12)

@@ -16,7 +16,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from torch import Tensor
 
-from .augment import per_image, blur_kernel_size, rgb_to_gray
+from .augment import blur_kernel_size, check_strength, per_image, rgb_to_gray
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_saturation", "torchvision_pipeline"]
 
@@ -66,8 +66,7 @@ def torchvision_pipeline(size: int, strength: float = 0.5, blur: bool = False,
     default ``antialias=True`` (no difference from our batched crop when the
     crop is not larger than ``size``).
     """
-    if not 0.0 <= strength <= 2.5:
-        raise ValueError(f"strength must be in [0, 2.5] (hue = 0.2 * strength <= 0.5), got {strength}")
+    check_strength(strength)
     s = strength
     ops = [
         _ToFloat(),

@@ -4,22 +4,30 @@ The book's chapters evaluate the same trained encoders again and again
 (chapter 1's model is chapter 4's Table 3 and t-SNE model and chapter 6's
 evaluation model). :func:`cached_pretrain` runs :func:`~simclr_lite.train.pretrain`
 once and stores the run folder (:mod:`simclr_lite.run`) under
-``<cache>/runs/<key>/``; the next call with the same key loads it back
-instead of training again.
+``<cache>/runs/<name>-<key>/``; the next call with the same key loads it back
+instead of training again, whatever name asks for it.
 
 The key is a SHA-256 of
 
 - the :class:`~simclr_lite.config.Config` fields that change what is computed
-  (all but :data:`NOT_IN_KEY`: where data lives, logging, threads),
+  (all but :data:`NOT_IN_KEY`: where data lives, how often it logs and checks;
+  the thread count is in it, as it changes float results in the last bits),
 - the data (the bytes of the four tensors a chapter passes),
-- the code that computes a run: the package's training-path modules with
-  comments and docstrings stripped (:func:`code_fingerprint`), and the torch version.
+- the code that computes a run: the modules that ``train`` imports, found by
+  reading their imports (:data:`CODE_MODULES`), with comments and docstrings
+  stripped (:func:`code_fingerprint`), and the torch version.
 
 So a changed default, a changed augmentation or a new torch retrains, while an
-edited docstring does not. A run is written to a temporary folder and renamed
-into place when it has finished, so an interrupted run leaves no entry; while
-one process trains a key, another that asks for the same key waits for it
-(a file lock) and then loads it, instead of training it a second time.
+edited docstring does not. The cache recovers by itself:
+
+- A run trains in the hidden folder ``.<key>.partial`` and is renamed into place
+  when it has finished. A run that was killed or preempted there resumes from its
+  checkpoint on the next call (one line says so).
+- One process trains a key, under any name. Another that asks for it waits for
+  it (a file lock) and then loads it. Locks and temporary folders of dead
+  processes are cleaned up.
+- A broken entry (no run.json, a damaged checkpoint, unreadable JSON, a missing
+  metrics.jsonl) is moved to ``<cache>/runs/.broken/`` and trained again (one line says so).
 """
 from __future__ import annotations
 
@@ -30,24 +38,48 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .config import Config
-from .data import cache_dir
-from .run import load_run
+from .config import NO_EFFECT, Config
+from .data import cache_dir, fingerprint
+from .errors import Preempted, SimCLRError
+from .run import load_run, read_json, read_metrics
 
 # Config fields that do not change the trained weights or the summary's numbers.
-NOT_IN_KEY = ("data", "download", "skip_bad_images", "workers", "threads", "log_every", "checkpoint_every",
-              "time_limit", "nan_check_every")
-# The modules whose code decides what a run computes.
-CODE_MODULES = ("augment", "config", "data", "distributed", "evaluate", "losses", "models", "optim", "sampling",
-                "splits", "train")
+NOT_IN_KEY = NO_EFFECT
 _HERE = Path(__file__).resolve().parent
+# Imported by train but never deciding what a run computes: errors and the run folder's files.
+_NOT_COMPUTING = ("errors", "checkpoint", "run")
+
+
+def _imports_of(module: str) -> set[str]:
+    """The package modules that ``module`` imports (``from .x import``, ``from . import x``)."""
+    found = set()
+    for node in ast.walk(ast.parse((_HERE / f"{module}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            found.update(n.split(".")[0] for n in names if (_HERE / f"{n.split('.')[0]}.py").exists())
+    return found
+
+
+def training_modules() -> tuple[str, ...]:
+    """``train`` and every package module it imports, directly or not, except :data:`_NOT_COMPUTING`:
+    the code that computes a run (derived, so a new training module cannot fall out of the key)."""
+    seen, todo = set(), ["train"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_imports_of(m) - seen)
+    return tuple(sorted(seen - set(_NOT_COMPUTING)))
+
+
+CODE_MODULES = training_modules()
 
 
 @contextlib.contextmanager
@@ -84,13 +116,8 @@ def code_fingerprint(modules: tuple[str, ...] = CODE_MODULES) -> str:
 
 
 def data_fingerprint(tensors: tuple[torch.Tensor, ...]) -> str:
-    """SHA-256 of the tensors' shapes, dtypes and bytes."""
-    h = hashlib.sha256()
-    for t in tensors:
-        a = np.ascontiguousarray(t.detach().cpu().numpy())
-        h.update(f"{tuple(a.shape)}{a.dtype}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """SHA-256 of the tensors' shapes, dtypes and bytes (:func:`simclr_lite.data.fingerprint`)."""
+    return fingerprint(tensors)
 
 
 def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> str:
@@ -113,9 +140,50 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
-def _read_history(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "metrics.jsonl"
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+class _Broken(Exception):
+    """A cache entry that cannot be loaded; the message says why."""
+
+
+def _load_entry(folder: Path) -> dict[str, Any]:
+    """A finished entry's summary, model (eval mode, on the CPU) and history; :class:`_Broken` if damaged."""
+    try:
+        summary = read_json(folder / "run.json")
+        if not isinstance(summary, dict) or "status" not in summary:
+            raise _Broken("run.json is not a run summary")
+        if not (folder / "metrics.jsonl").is_file():
+            raise _Broken("metrics.jsonl is missing")
+        history, bad = read_metrics(folder / "metrics.jsonl")
+        if bad:
+            raise _Broken(f"{bad} unreadable lines in metrics.jsonl")
+        model, _ = load_run(folder)
+    except SimCLRError as e:
+        raise _Broken(str(e).split(";")[0]) from None
+    return {**summary, "model": model, "history": history}
+
+
+def _set_aside(folder: Path, why: str) -> None:
+    """Move a broken entry to ``<root>/.broken/`` (kept for inspection) and say so in one line."""
+    dest = folder.parent / ".broken" / f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
+    dest.parent.mkdir(exist_ok=True)
+    os.replace(folder, dest)
+    print(f"run cache: {folder.name} was broken ({why}); set aside in {dest.parent.name}/{dest.name}, "
+          f"training it again", file=sys.stderr)
+
+
+def _clean_stale(root: Path, key: str) -> None:
+    """Remove temporary folders of this key that a killed process of an older version left
+    (``.<name>-<key>.<pid>.<ns>.tmp``, their process gone)."""
+    for tmp in root.glob(f".*-{key}.*.tmp"):
+        pid = tmp.name.split(".")[-3] if tmp.name.count(".") >= 3 else ""
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+                continue            # still running
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -131,30 +199,50 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
     names what the functions compute (and changes when they do): code cannot be keyed reliably.
     The summary's ``wall_time_s`` is the training time of the run when it was trained.
     """
-    from .train import pretrain   # train imports this package's modules; imported here to keep this one light
+    from . import train   # train imports this package's modules; imported here to keep this one light
 
     if (augment is None) != (augment_key is None):
         raise ValueError("cached_pretrain: pass augment and augment_key together (the key names the views, "
                          "e.g. augment_key='fig5:crop>color')")
     root = Path(root) if root is not None else runs_dir()
     key = run_key(cfg, data, augment_key)
-    folder = root / f"{name}-{key}"
-    same = sorted(p for p in root.glob(f"*-{key}") if (p / "run.json").exists()) if root.is_dir() else []
-    if not (folder / "run.json").exists() and same:
-        folder = same[0]             # the same run under another chapter's name: the key decides, not the name
-    cached = True
-    if not (folder / "run.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with _exclusive(root / f".{folder.name}.lock"):     # one process trains a key; the others wait
-            if not (folder / "run.json").exists():
-                tmp = root / f".{folder.name}.{os.getpid()}.{time.time_ns()}.tmp"
-                try:
-                    pretrain(cfg, out=tmp, data=data, progress=progress, augment=augment)
-                    os.replace(tmp, folder)      # atomic: the entry appears whole or not at all
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                cached = False
-    summary = json.loads((folder / "run.json").read_text())
-    model, _ = load_run(folder)
-    summary.update(model=model, history=_read_history(folder), cached=cached, folder=str(folder))
-    return summary
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / f".{key}.lock"
+    with _exclusive(lock):     # one process trains a key, under any name; the others wait, then load it
+        cached = True
+        entry = None
+        for folder in sorted(root.glob(f"*-{key}"), key=lambda p: (p.name != f"{name}-{key}", p.name)):
+            if folder.name.startswith("."):
+                continue
+            try:
+                entry = _load_entry(folder)
+                break
+            except _Broken as e:
+                _set_aside(folder, str(e))
+        if entry is None:
+            _clean_stale(root, key)
+            partial = root / f".{key}.partial"
+            resume = (partial / "config.json").is_file()
+            if resume:
+                step = _checkpoint_step(partial)
+                print(f"run cache: resuming the interrupted run {name} ({key}) from step {step}", file=sys.stderr)
+            try:
+                train.pretrain(cfg, out=partial, data=data, progress=progress, augment=augment, resume=resume)
+            except Preempted as e:
+                raise Preempted(f"{name} stopped by signal {e.signum or ''} at step {_checkpoint_step(partial)}; "
+                                f"the run cache keeps its checkpoint: call again (run the cell again) to continue "
+                                f"from there", e.signum) from None
+            folder = root / f"{name}-{key}"
+            os.replace(partial, folder)      # atomic: the entry appears whole or not at all
+            entry, cached = _load_entry(folder), False
+        lock.unlink(missing_ok=True)     # the entry exists now: a later caller needs no lock to find it
+    entry.update(cached=cached, folder=str(folder))
+    return entry
+
+
+def _checkpoint_step(folder: Path) -> int:
+    from .checkpoint import load_checkpoint
+    try:
+        return int(load_checkpoint(folder / "checkpoint.pt")["step"])
+    except SimCLRError:
+        return 0

@@ -18,7 +18,7 @@ import glob
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ class _Recorder:
     def flush(self) -> None:
         self.fh.flush()
 
+    def __getattr__(self, name: str) -> Any:   # read, seek, tell...: the file's own (numpy's savez asks)
+        return getattr(self.fh, name)
+
 
 def _remove_stale_temps(path: Path) -> None:
     """Delete temporary files that a killed writer of ``path`` left behind (its process is gone)."""
@@ -69,22 +72,24 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically: temp file, fsync, rename.
+def atomic_write(path: str | os.PathLike, fill: Callable[[Any], Any], fix: str, what: str = "") -> None:
+    """Write ``path`` atomically: ``fill(fh)`` writes a temporary file in the same folder, which is
+    flushed to disk (fsync) and renamed over ``path``; the rename is made durable too.
 
-    On any failure (a full disk, say) the temporary file is removed, the
-    previous file at ``path`` is untouched, and a :class:`CheckpointError`
-    names the path. A process killed mid-write (SIGKILL, power loss) leaves
-    the previous file intact too; its temporary file is removed by the next
-    successful save.
+    On an I/O error (a full disk, a read-only folder) the temporary file is removed, the previous file
+    at ``path`` is untouched, and a one-line :class:`CheckpointError` names the file and says ``fix``
+    (what ``what``, e.g. "checkpoint", names). A process killed mid-write (SIGKILL, power loss) leaves
+    the previous file intact too; its temporary file is removed by the next successful write.
+    Every file simclr_lite writes goes through here.
     """
     path = Path(path)
+    existed = path.exists()
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     rec: _Recorder | None = None
     try:
         with open(tmp, "wb") as fh:
             rec = _Recorder(fh)
-            torch.save(obj, rec)
+            fill(rec)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -93,8 +98,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         err = e if isinstance(e, OSError) else (rec.error if rec is not None else None)
         if err is None:  # not an I/O problem (a bug, or Ctrl-C): the temp file is gone, re-raise
             raise
-        raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); the previous "
-                              f"checkpoint is kept; free disk space and resume with --resume") from None
+        kept = f"the previous {what or 'file'} is kept; " if existed else ""
+        raise CheckpointError(f"could not write {what + ' ' if what else ''}{path} ({err.strerror or err}); "
+                              f"{kept}{fix}") from None
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -104,6 +110,17 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     except OSError:
         pass
     _remove_stale_temps(path)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`).
+
+    On a failure (a full disk, say) the previous checkpoint is kept and a
+    :class:`CheckpointError` names the path and says how to go on.
+    """
+    fix = ("free disk space and resume with --resume" if Path(path).exists()
+           else "free disk space and start the run again (no checkpoint was written yet)")
+    atomic_write(path, lambda fh: torch.save(obj, fh), fix, what="checkpoint")
 
 
 def rng_state() -> dict[str, Any]:

@@ -10,15 +10,16 @@ registries that training dispatches through (:data:`~simclr_lite.losses.LOSSES`,
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .augment import check_strength
 from .errors import ConfigError
 from .losses import LOSSES, check_temperature
-from .models import ARCHS, build_simclr
+from .models import build_simclr, check_arch
+from .optim import check_lr
 
 CHOICES: dict[str, tuple[str, ...]] = {   # the fields with a fixed set of values (besides the registries)
     "amp": ("auto", "off", "bf16", "fp16"), "sync_bn": ("auto", "on", "off"), "loader": ("memory", "stream"),
@@ -96,6 +97,8 @@ class Config:
                                      # step for step, as the schedule then follows the machine's clock)
     nan_check_every: int = 0         # steps between host syncs: NaN/inf loss check and, with several processes,
                                      # the shared stop/time-budget decision (0: 1 on CPU, log_every on GPU)
+    extended_from: int = 0           # set by `pretrain --resume --extend`: the epochs the run was planned for
+                                     # before its schedule was extended to `epochs` (0: never extended)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line fix for values that cannot work."""
@@ -103,13 +106,13 @@ class Config:
             raise ConfigError(f"batch size must be at least 2 (negatives come from the other images), "
                               f"got {self.batch_size}; use --batch-size 256 or more")
         check_temperature(self.temperature)
-        if not (self.lr >= 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a finite number >= 0, got {self.lr}")
+        check_lr(self.lr)
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if not 0 <= self.strength <= 2.5:
-            raise ConfigError(f"colour strength must be in [0, 2.5], got {self.strength}; the paper uses 0.5 "
-                              f"for CIFAR-10, 1.0 for ImageNet")
+        check_strength(self.strength)
+        if self.image_size > 2048:   # a batch of views is batch x 3 x size^2 floats: 100000 px cannot fit
+            raise ConfigError(f"--image-size must be at most 2048, got {self.image_size}; SimCLR uses 32 "
+                              f"(CIFAR-10) to 224 (ImageNet)")
         for name in ("image_size", "proj_dim", "stem_stride", "log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -126,10 +129,7 @@ class Config:
             raise ConfigError(f"min crop scale must be in (0, 1], got {self.min_scale}")
         if self.loss not in LOSSES:     # the registry training calls the loss through
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {sorted(LOSSES)}")
-        if self.arch not in ARCHS:      # the registry build_model builds the encoder from
-            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {sorted(ARCHS)}")
-        if not self.width > 0:
-            raise ConfigError(f"width multiplier must be > 0, got {self.width}")
+        check_arch(self.arch, self.width)   # the registry build_model builds the encoder from
         if self.dtype == "float64" and self.amp in ("bf16", "fp16"):
             raise ConfigError(f"--dtype float64 cannot run under --amp {self.amp}; use --amp off")
         if self.loader == "stream" and self.decode_size and self.decode_size < self.image_size:
@@ -141,6 +141,31 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Any, source: str) -> "Config":
+        """The Config stored in ``source`` (a run's config.json or checkpoint), or a one-line
+        :class:`ConfigError` when it is not one this version of simclr_lite can read."""
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{source} is not a simclr_lite config (a {type(saved).__name__}, not a JSON "
+                              f"object); point at a run written by 'python -m simclr_lite pretrain'")
+        unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source} has settings this version of simclr_lite does not know "
+                              f"({', '.join(unknown[:4])}); it was written by another version or another tool: "
+                              f"read it with the simclr_lite that wrote it, or point at another run")
+        try:
+            return cls(**saved)
+        except TypeError as e:  # pragma: no cover - every field has a default
+            raise ConfigError(f"{source} is not a simclr_lite config ({e}); point at another run") from None
+
+    def loss_args(self) -> dict[str, Any]:
+        """The keyword arguments that ``LOSSES[self.loss]`` takes from the config (eq. 1, Table 2):
+        ``LOSSES[cfg.loss](z_a, z_b, **cfg.loss_args())`` is the loss a run trains with."""
+        return {"nt_xent": dict(temperature=self.temperature, normalize=self.normalize),
+                "nt_logistic": dict(temperature=self.temperature, normalize=self.normalize,
+                                    semi_hard=self.semi_hard),
+                "margin_triplet": dict(margin=self.margin, semi_hard=self.semi_hard)}[self.loss]
 
 
 # Presets: named starting points; any field can be overridden from the CLI.
@@ -209,9 +234,15 @@ def build_model(cfg: Config) -> torch.nn.Module:
                         cfg.proj_hidden)
 
 
-# Fields that define what a run computes: resuming with a different value would mix two runs.
-IDENTITY_FIELDS = ("arch", "width", "cifar_stem", "stem_stride", "head", "proj_dim", "proj_hidden",
-                   "image_size", "strength", "blur", "min_scale", "loss", "temperature", "normalize", "semi_hard",
-                   "margin", "batch_size", "optimizer",
-                   "lr", "lr_scaling", "weight_decay", "momentum", "warmup_epochs", "seed",
-                   "train_limit", "aug_shards", "time_budget")
+# Fields that never change what a run computes: where the data lives (the data itself is fingerprinted),
+# how often it logs, checkpoints and checks. The run cache's key leaves them out.
+NO_EFFECT = ("data", "download", "skip_bad_images", "workers", "log_every", "checkpoint_every", "time_limit",
+             "nan_check_every")
+# Fields that change only the kNN monitor's numbers, not the weights.
+MONITOR = ("knn_every", "knn_k", "knn_t", "knn_bank", "test_limit")
+# Fields a resumed run must share with the run it continues: every one that changes the trajectory. Not in
+# it: the above; the device and the thread count (a run may move to another machine: both change float
+# results in the last bits, and a resume with another thread count says so); `epochs`, which only
+# `--extend` may raise; and `extended_from`, which records that.
+IDENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
+                        if f.name not in NO_EFFECT + MONITOR + ("device", "threads", "epochs", "extended_from"))

@@ -30,12 +30,12 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, SimCLRError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -69,12 +69,36 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def fingerprint(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and bytes: what a dataset *is*, wherever it is stored.
+
+    A resumed run (:mod:`simclr_lite.run`) and the run cache (:mod:`simclr_lite.cache`) compare it,
+    so another copy of the same images is accepted and other images are not.
+    """
+    h = hashlib.sha256()
+    for t in tensors:
+        a = np.ascontiguousarray(t.detach().cpu().numpy())
+        h.update(f"{tuple(a.shape)}{a.dtype}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------- decoding
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")   # PIL modes of 16-bit, 32-bit and float pixels
+
+
+def _to_8bit(a: np.ndarray, mode: str) -> np.ndarray:
+    """A high-depth grayscale image in 8 bits: 16-bit (and PIL's 32-bit ``I``, which PNG's 16-bit
+    files become) scaled by 255/65535, float in [0, 1] scaled by 255, rounded."""
+    scale = 255.0 if mode == "F" else 255.0 / 65535.0
+    return np.clip(np.rint(a.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+
+
 def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
     """Decode one image file's bytes to an RGB uint8 array (H, W, 3).
 
     Grayscale, palette, RGBA and CMYK images become RGB (alpha is composited on
-    black by dropping it). With ``size``, the image is resized (bilinear, shorter
+    black by dropping it); 16-bit grayscale is scaled to 8 bits, not clipped. With ``size``, the image is resized (bilinear, shorter
     side to ``size``, then centre-cropped) to ``size x size``.
     """
     from PIL import Image, UnidentifiedImageError
@@ -84,6 +108,8 @@ def decode_image(data: bytes, name: str, size: int | None = None) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            if im.mode in _HIGH_DEPTH:  # 16-bit grayscale (PNG, TIFF): convert("RGB") would saturate it
+                im = Image.fromarray(_to_8bit(np.asarray(im), im.mode))
             if im.mode != "RGB":
                 im = im.convert("RGB")
             if size is not None and im.size != (size, size):
@@ -214,12 +240,12 @@ def _cached(source: Path, extra: str, build) -> tuple[torch.Tensor, torch.Tensor
         except (OSError, ValueError, KeyError, EOFError):
             path.unlink(missing_ok=True)  # a broken cache is rebuilt, never trusted
     images, labels, classes = build()
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    from .checkpoint import atomic_write
     try:
-        np.savez(tmp, images=images.numpy(), labels=labels.numpy(), classes=np.array(classes))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # caching is an optimisation: a full disk must not fail the load
+        atomic_write(path, lambda fh: np.savez(fh, images=images.numpy(), labels=labels.numpy(),
+                                               classes=np.array(classes)), "")
+    except SimCLRError:
+        pass  # caching is an optimisation: a full disk must not fail the load (nothing half-written stays)
     return images, labels, classes
 
 
@@ -287,14 +313,36 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
     return images, labels
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle that names a global a CIFAR-10 batch never holds."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads CIFAR-10's python batches and nothing else: plain containers and numpy arrays. Any other
+    global (a function, a class: what a crafted file would call) is refused, so a batch file can
+    never run code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"it refers to {module}.{name}, which a CIFAR-10 batch never does")
+        return super().find_class(module, name)
+
+
 def _load_cifar_pickle(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     xs, ys = [], []
     for f in files:
         try:
             with open(folder / f, "rb") as fh:
-                d = pickle.load(fh, encoding="latin1")
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
+                d = _BatchUnpickler(fh, encoding="latin1").load()
+        except _Refused as e:
+            raise DataError(f"CIFAR-10 batch {folder / f} was refused, unread: {e} (a crafted file could run "
+                            f"code); use CIFAR-10 from its official source") from None
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, KeyError) as e:
             raise DataError(f"CIFAR-10 batch {folder / f} is missing or corrupt ({e}); delete {folder} "
                             f"and download again") from None
         xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
@@ -480,15 +528,20 @@ def _is_cifar(root: Path, split: str) -> bool:
 
 
 # ------------------------------------------------------------ label subsets
+def check_label_fraction(fraction: float) -> None:
+    """The one rule for a label fraction (:func:`label_subset`, ``evaluate --label-fraction``): in (0, 1]."""
+    if not 0 < fraction <= 1:   # also refuses NaN
+        raise ConfigError(f"label fraction (--label-fraction) must be in (0, 1], got {fraction}; "  # a ValueError
+                          f"Table 7 uses 0.01 and 0.1")
+
+
 def label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
     """Indices of a class-balanced subset holding ``fraction`` of each class.
 
     Table 7 fine-tunes with 1% and 10% of ImageNet's labels, sampled per class;
     this is the same for any labelled set. Book: chapter 6.
     """
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"label fraction (--label-fraction) must be in (0, 1], got {fraction}; "  # a ValueError
-                          f"Table 7 uses 0.01 and 0.1")
+    check_label_fraction(fraction)
     g = torch.Generator().manual_seed(seed)
     out = []
     for c in torch.unique(labels):

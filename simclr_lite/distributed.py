@@ -19,7 +19,8 @@ engine (``torch.distributed``; launched by ``torchrun``):
   averaged over ranks, no per-forward buffer broadcast).
 - :func:`all_max` and :func:`all_mean` let every rank take the same decision
   (stop on a preemption signal) and log the same, global, loss.
-- :func:`describe_device` names the device for results files.
+- :func:`describe_device` names the device for results files, and
+  :func:`autocast_dtype` picks the mixed-precision dtype it supports.
 
 Gradient bookkeeping (why the factors below are right): each rank r computes
 ``L_r``, the mean of NT-Xent over its own 2n anchors, contrasted with all 2N
@@ -87,6 +88,25 @@ def describe_device(device: str | torch.device = "cpu") -> str:
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__})"
+
+
+def autocast_dtype(device: str | torch.device) -> torch.dtype | None:
+    """The dtype of mixed precision on ``device``: bf16 where the GPU has it, fp16 on other CUDA GPUs,
+    None (no autocast: float32) on the CPU and elsewhere.
+
+    bf16 needs compute capability 8.0 or newer (A100, H100, RTX 30xx...); T4 and V100 cards have only
+    fp16, whose small range needs a gradient scaler when training (``torch.amp.GradScaler``). Emulated
+    bf16 does not count: it is slower than float32.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    with torch.cuda.device(dev):                  # the question is about this GPU, not the current one
+        try:
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:                         # torch < 2.3: no emulation to exclude
+            bf16 = torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16 else torch.float16
 
 
 def setup(device: str = "auto") -> DistInfo:

@@ -27,4 +27,9 @@ class TrainingError(SimCLRError):
 
 
 class Preempted(SimCLRError):
-    """A preemption signal (SIGTERM, SIGUSR1) arrived during training; a checkpoint was saved."""
+    """A stop signal (SIGTERM, SIGUSR1, SIGINT, SIGHUP) arrived during training; a checkpoint was saved.
+    ``signum`` is the signal (None when another rank received it)."""
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -20,7 +20,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributed import autocast_dtype
 from .errors import ConfigError
+
+
+def _move_for_call(module: nn.Module, device: torch.device) -> list[tuple] | None:
+    """Move ``module``'s parameters and buffers to ``device``; return what :func:`_put_back` needs to give it
+    its own tensors back (None when every one is on ``device`` already)."""
+    saved = [(m, kind, name, t, t.data, None if t.grad is None else t.grad.data)
+             for m in module.modules() for kind, named in (("p", m._parameters), ("b", m._buffers))
+             for name, t in named.items() if t is not None]
+    if all(t.device == device for *_, t, _, _ in saved):
+        return None
+    module.to(device)
+    return saved
+
+
+def _put_back(saved: list[tuple] | None) -> None:
+    """Undo :func:`_move_for_call`: the module's own tensors again (no copy), on the device they were on."""
+    for m, kind, name, t, data, grad in saved or []:
+        if kind == "b":
+            m._buffers[name] = t
+            continue
+        t.grad = None
+        t.data = data        # the same Parameter object (``.to`` may have replaced it or its data)
+        t.grad = grad
+        m._parameters[name] = t
 
 
 @torch.no_grad()
@@ -28,28 +53,39 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
                      device: str | torch.device | None = None) -> torch.Tensor:
     """h for every image: uint8 (N, 3, H, W) or float in [0, 1] -> float32 (N, D) on the CPU.
 
-    The encoder runs in eval mode (batch-norm running statistics) and is put
-    back in its previous mode afterwards.
+    The encoder runs on ``device`` (default: where its parameters are). An
+    encoder that sits elsewhere (a model loaded from the run cache is on the
+    CPU) is moved to ``device`` for the call and afterwards has its own
+    tensors back, on the device they were on. It runs in eval mode (batch-norm
+    running statistics) and is put back in its previous mode afterwards. On a
+    GPU it runs under autocast in the dtype the GPU supports
+    (:func:`~simclr_lite.distributed.autocast_dtype`: bf16, else fp16); a
+    float64 encoder runs in float64.
     """
     param = next(encoder.parameters())
     device = torch.device(device) if device is not None else param.device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.float64 if param.dtype == torch.float64 else torch.float32   # float64: exactness runs
+    amp = autocast_dtype(device) if dtype == torch.float32 else None
     was_training = encoder.training
+    saved = _move_for_call(encoder, device)
     encoder.eval()
     out = []
     try:
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].to(device, non_blocking=True)
             x = x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
-            if device.type == "cuda" and dtype == torch.float32:
+            if amp is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
+                with torch.autocast(device.type, dtype=amp):
                     h = encoder(x)
             else:
                 h = encoder(x)
             out.append(h.float().cpu())
     finally:
         encoder.train(was_training)
+        _put_back(saved)
     return torch.cat(out)
 
 
@@ -62,6 +98,25 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     Cosine similarity between l2-normalised features; each of the k nearest
     training features votes for its label with weight exp(sim / temperature).
     Returns scores of shape (N_test, C); ``argmax`` is the prediction.
+
+    Example: a bank of 4 features, two per class, and one query near each class.
+    With k = 3 each query's third neighbour is of the other class; it votes
+    too, but with a weight ``exp(sim / 0.1)`` far smaller than the two close ones:
+
+    >>> import torch
+    >>> from simclr_lite.evaluate import knn_predict
+    >>> bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> labels = torch.tensor([0, 0, 1, 1])
+    >>> queries = torch.tensor([[1.0, 0.2], [0.2, 1.0]])
+    >>> scores = knn_predict(bank, labels, queries, k=3)
+    >>> scores.shape                          # (N_test, C)
+    torch.Size([2, 2])
+    >>> scores.argmax(1)                      # the predicted classes
+    tensor([0, 1])
+    >>> (scores > 0).tolist()                 # both classes got votes
+    [[True, True], [True, True]]
+    >>> bool(scores[0, 0] > 1000 * scores[0, 1])
+    True
     """
     if k < 1:
         raise ConfigError(f"kNN needs k >= 1, got {k}")
@@ -109,6 +164,20 @@ def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     A logistic-regression layer is trained on standardised features with
     SGD + Nesterov momentum and a cosine schedule (the encoder is frozen, so
     features are computed once). Returns ``{"top1", "top5"}`` on the test set.
+
+    Example: 8-dimensional "features" of 3 well-separated classes (Gaussian
+    clusters around 5 e_0, 5 e_1, 5 e_2), 60 for training and 30 for testing;
+    top-5 of 3 classes counts every class, so it is 1:
+
+    >>> import torch
+    >>> from simclr_lite.evaluate import linear_eval
+    >>> _ = torch.manual_seed(0)
+    >>> centres = 5 * torch.eye(3, 8)
+    >>> y_train, y_test = torch.arange(60) % 3, torch.arange(30) % 3
+    >>> x_train = centres[y_train] + torch.randn(60, 8)
+    >>> x_test = centres[y_test] + torch.randn(30, 8)
+    >>> linear_eval(x_train, y_train, x_test, y_test, epochs=20)
+    {'top1': 1.0, 'top5': 1.0}
     """
     g = torch.Generator().manual_seed(seed)
     mean, std = train_features.mean(0), train_features.std(0) + 1e-6
@@ -136,7 +205,7 @@ def linear_eval(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
 def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
               test_images: torch.Tensor, test_labels: torch.Tensor, epochs: int = 30, batch_size: int = 256,
               lr: float = 0.05, weight_decay: float = 5e-4, seed: int = 0,
-              device: str | torch.device = "cpu",
+              device: str | torch.device | None = None,
               augment: Callable[..., torch.Tensor] | None = None) -> dict[str, float]:
     """Fine-tune the encoder plus a new linear layer on labelled images (Table 7).
 
@@ -146,15 +215,18 @@ def fine_tune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torc
     on float images in [0, 1]) replaces it, as the supervised column of
     Table 1 does with colour distortion; SGD + Nesterov, cosine schedule. The
     encoder is modified in place (a randomly initialised one trains from
-    scratch). Returns ``{"top1", "top5"}``. Book: chapter 6.
+    scratch) and moved to ``device``, where training and testing run
+    (default: where the encoder's parameters are). Returns ``{"top1", "top5"}``.
+    Book: chapter 6.
     """
     from .augment import horizontal_flip, random_resized_crop
 
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     gcpu = torch.Generator().manual_seed(seed)
     num_classes = int(train_labels.max()) + 1
-    feat_dim = getattr(encoder, "feat_dim", None) or extract_features(encoder, train_images[:2]).shape[1]
+    feat_dim = getattr(encoder, "feat_dim", None) or extract_features(encoder, train_images[:2],
+                                                                      device=device).shape[1]
     with torch.random.fork_rng(devices=[]):   # the new layer's initialisation is seeded too
         torch.manual_seed(seed)
         head = nn.Linear(feat_dim, num_classes)
@@ -209,10 +281,12 @@ def describe_result(result: dict[str, Any]) -> str:
 def save_result(run: str | Path, result: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``result`` to ``eval_<protocol>.json`` (each protocol's latest) and ``eval.json`` (the latest
     of any protocol, ``{"protocol", "top1", ...}``) in the run folder, each atomically; return both paths."""
+    from .checkpoint import atomic_write
+
     run = Path(run)
     paths = (run / f"eval_{result['protocol']}.json", run / "eval.json")
+    text = (json.dumps(result, indent=2) + "\n").encode()
     for path in paths:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(path)
+        atomic_write(path, lambda fh: fh.write(text), "the result above was not saved; free disk space and "
+                                                      "run evaluate again")
     return paths

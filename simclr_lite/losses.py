@@ -151,6 +151,29 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool 
     global loss. Gradients reach the negatives only if the gather is
     differentiable (see :mod:`simclr_lite.distributed`).
 
+    Example: N = 4 pairs whose two views are the same one-hot vector, orthogonal to
+    the other pairs. Each anchor then has s = 1 with its positive and s = 0 with its
+    2N - 2 = 6 negatives, so every ``l(i, j)`` is ``log(1 + 6 exp(-1/tau))``:
+
+    >>> import math, torch
+    >>> from simclr_lite.losses import nt_xent
+    >>> z = torch.eye(4)                       # (N, d) = (4, 4)
+    >>> loss = nt_xent(z, z, temperature=0.5)
+    >>> loss.shape, loss.dtype                 # a scalar, the mean over the 2N anchors
+    (torch.Size([]), torch.float32)
+    >>> round(loss.item(), 4), round(math.log(1 + 6 * math.exp(-1 / 0.5)), 4)
+    (0.5944, 0.5944)
+
+    Random projections: the loss is symmetric in the two views, and views that
+    agree (a small perturbation of ``z_a``) give a lower loss than unrelated ones:
+
+    >>> _ = torch.manual_seed(0)
+    >>> z_a, z_b = torch.randn(8, 16), torch.randn(8, 16)
+    >>> torch.allclose(nt_xent(z_a, z_b), nt_xent(z_b, z_a))
+    True
+    >>> bool(nt_xent(z_a, z_a + 0.1 * torch.randn(8, 16)) < nt_xent(z_a, z_b))
+    True
+
     Book: chapter 3, ``book/03_nt_xent.ipynb``.
     """
     check_temperature(temperature)

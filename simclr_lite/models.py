@@ -29,6 +29,14 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+
+def check_arch(arch: str, width: float) -> None:
+    """The one rule for the encoder's architecture and width (used by the encoder and ``Config.validate``)."""
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHS)}")
+    if not width > 0:   # also refuses NaN
+        raise ConfigError(f"width multiplier must be > 0, got {width}")
+
 class ResNet(torchvision.models.ResNet):
     """torchvision's ResNet with a width multiplier and an optional CIFAR stem.
 
@@ -39,10 +47,7 @@ class ResNet(torchvision.models.ResNet):
 
     def __init__(self, arch: str = "resnet18", width: float = 1.0, cifar_stem: bool = True,
                  stem_stride: int = 1) -> None:
-        if arch not in ARCHS:
-            raise ConfigError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHS)}")
-        if width <= 0:
-            raise ConfigError(f"width multiplier must be > 0, got {width}")
+        check_arch(arch, width)
         block, layers = ARCHS[arch]
         self._width = width
         self._first_layer = True
@@ -124,6 +129,22 @@ def build_simclr(arch: str = "resnet18", width: float = 1.0, cifar_stem: bool = 
     """Encoder plus head from config values (see :class:`simclr_lite.config.Config`).
 
     ``proj_hidden``: hidden width of the nonlinear head (0: h's size, the paper's choice).
+
+    Example: a tiny ResNet-10 (1/8 width, so h has 512 / 8 = 64 dimensions) with a
+    nonlinear head to 16 dimensions; ``forward`` returns both h and z = g(h):
+
+    >>> import torch
+    >>> from simclr_lite.models import build_simclr, count_parameters
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_simclr("resnet10", width=0.125, proj_dim=16)
+    >>> h, z = model(torch.rand(2, 3, 32, 32))   # float images in [0, 1]
+    >>> h.shape, z.shape
+    (torch.Size([2, 64]), torch.Size([2, 16]))
+    >>> count_parameters(model.encoder), count_parameters(model.head)
+    (77352, 5264)
+    >>> _, z = build_simclr("resnet10", width=0.125, head="none")(torch.rand(2, 3, 32, 32))
+    >>> z.shape                                  # no head: z is h
+    torch.Size([2, 64])
     """
     enc = Encoder(arch, width, cifar_stem, stem_stride)
     return SimCLR(enc, projection_head(head, enc.feat_dim, proj_dim, proj_hidden or None))

@@ -37,6 +37,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": exclude, "weight_decay": 0.0, "lars_exclude": True}]
 
 
+
+def check_lr(lr: float) -> None:
+    """The one rule for a learning rate (used by :class:`LARS` and ``Config.validate``): finite, >= 0."""
+    if not (lr >= 0 and math.isfinite(lr)):
+        raise ConfigError(f"learning rate must be a finite number >= 0, got {lr}")
+
 class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling, as in SimCLR's official ``lars_optimizer.py``.
 
@@ -54,12 +60,29 @@ class LARS(torch.optim.Optimizer):
     instead of a few per parameter; 5x faster on a GPU); ``foreach=False`` runs
     ``_group_step_reference``, the same update written parameter by parameter.
     Both give the same parameters (tested to 1e-12 in float64).
+
+    Example: the weight of a linear layer is adapted, its bias is not. From zero
+    momentum, the first step moves the weight by ``lr * eta * ||w||`` whatever the
+    size of the gradient (scaling the loss by 1000, as here, leaves the step unchanged):
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from simclr_lite.optim import LARS, param_groups
+    >>> _ = torch.manual_seed(0)
+    >>> layer = nn.Linear(4, 2)
+    >>> opt = LARS(param_groups(layer, weight_decay=1e-6), lr=0.1, eta=1e-3)
+    >>> [(len(g["params"]), g["lars_exclude"]) for g in opt.param_groups]  # [weight], [bias]
+    [(1, False), (1, True)]
+    >>> (1000 * layer(torch.randn(8, 4)).pow(2).mean()).backward()
+    >>> w = layer.weight.detach().clone()
+    >>> opt.step()
+    >>> round(((layer.weight - w).norm() / w.norm()).item(), 6)      # lr * eta
+    0.0001
     """
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
                  eta: float = 1e-3, lars_exclude: bool = False, foreach: bool = True) -> None:
-        if lr < 0 or not math.isfinite(lr):
-            raise ConfigError(f"learning rate must be a finite number >= 0, got {lr}")
+        check_lr(lr)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=lars_exclude)
         super().__init__(params, defaults)
         self.foreach = bool(foreach)

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from .config import Config
-from .data import ImageFolderStream, load_dataset, stream_dataset
+from .data import ImageFolderStream, fingerprint, load_dataset, stream_dataset
 from .errors import ConfigError
 from .evaluate import extract_features
 
@@ -34,6 +34,14 @@ class Split:
 
     def subset(self, keep: torch.Tensor) -> "Split":
         return Split(self.x[keep], self.y[keep], self.stream)
+
+    def fingerprint(self) -> str:
+        """What the split holds (:func:`~simclr_lite.data.fingerprint`): its images and labels; for a
+        stream, the files' names relative to its folder (not their bytes: ImageNet is 140 GB) and labels."""
+        if self.stream is None:
+            return fingerprint((self.x, self.y))
+        names = "\n".join(os.path.relpath(self.stream.files[i], self.stream.folder) for i in self.x.tolist())
+        return fingerprint((torch.frombuffer(bytearray(names.encode()), dtype=torch.uint8), self.y))
 
     @torch.no_grad()
     def features(self, encoder: torch.nn.Module, cfg: Config, device: torch.device,

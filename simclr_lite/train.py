@@ -11,6 +11,9 @@ What each step draws is a function of integers (:mod:`simclr_lite.sampling`),
 so a run resumed from any checkpoint continues exactly, and 1, 2, 4 or 8
 processes (torchrun) train alike. The configuration is in :mod:`simclr_lite.config`,
 the run folder in :mod:`simclr_lite.run`, the data splits in :mod:`simclr_lite.splits`.
+Two small objects carry what the loop shares: :class:`RunState` (where training
+stands: step, epoch, clock, running losses) and :class:`Stop` ("stop now, and why":
+a signal, the time limit or the time budget).
 
 Host synchronisation: a steady-state step reads nothing back from the device.
 The NaN/inf check, the logged loss and (with several processes) the shared
@@ -22,61 +25,57 @@ Book: chapter 1 (``book/01_simclr_in_one_picture.ipynb``) walks through this loo
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import json
 import os
 import platform
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
 from . import distributed as D
 from .augment import SimCLRAugment
-from .checkpoint import FORMAT, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
-from .config import PRESETS, Config, build_model, preset
+from .checkpoint import FORMAT, atomic_save, load_model_state, rng_state, set_rng_state
+from .config import Config, build_model
 from .errors import ConfigError, Preempted, TrainingError
 from .evaluate import knn_accuracy
 from .losses import LOSSES
 from .optim import build_optimizer, scaled_lr, warmup_cosine
-from .run import append_jsonl, check_out_dir, load_run, truncate_metrics, write_json
+from .run import RunFolder, append_jsonl, write_json
 from .sampling import Sharding, epoch_permutation, generator, subset_indices
 from .splits import Split, load_splits
 
-# Re-exported for the book's chapters, benchmarks and older imports (their home: config, run, sampling,
-# distributed).
-__all__ = ["pretrain", "build_loss", "StopSignals", "Config", "PRESETS", "preset", "build_model", "load_run",
-           "epoch_permutation", "subset_indices", "describe_device"]
-describe_device = D.describe_device
+__all__ = ["pretrain", "RunState", "Stop"]
 
 
-def build_loss(cfg: Config) -> Callable[..., torch.Tensor]:
-    """The loss ``cfg.loss`` from :data:`~simclr_lite.losses.LOSSES`, with the Config fields it takes
-    (those named like its parameters: temperature, normalize, margin, semi_hard) filled in."""
-    fn = LOSSES[cfg.loss]
-    params = inspect.signature(fn).parameters
-    return functools.partial(fn, **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                                    if f.name in params})
+class Stop:
+    """Answers "stop now, and why" after each step: a signal, the time limit or the time budget.
 
+    SIGTERM and SIGUSR1 (SLURM's preemption signals), SIGINT (Ctrl-C) and SIGHUP (a closed terminal)
+    are caught while training: the run checkpoints, then stops. Alone, the decision is local every
+    step (no host sync); with several processes it is shared (one all-reduce, a host sync) every
+    ``every`` steps, so all ranks stop at the same step and anneal the learning rate by the same
+    clock. ``time_fraction`` (the share of ``time_budget`` used) drives the schedule's end.
+    """
+    SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGUSR1", None), signal.SIGINT,
+                                getattr(signal, "SIGHUP", None)) if s is not None)
 
-class StopSignals:
-    """Set by SIGTERM / SIGUSR1 (SLURM's preemption signals): checkpoint, then exit."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
+    def __init__(self, cfg: Config, world_size: int = 1, every: int = 1,
+                 device: torch.device | None = None) -> None:
+        self.cfg, self.world_size, self.every, self.device = cfg, world_size, every, device
+        self.signal: int | None = None          # the signal received (in this process)
+        self.reason: str | None = None          # "signal", "time_limit" or "time_budget" once decided
+        self.time_fraction = 0.0
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignals":
-        for s in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
-            if s is not None:
-                try:
-                    self._old[s] = signal.signal(s, self._handle)
-                except ValueError:  # not the main thread (e.g. inside a notebook worker)
-                    pass
+    def __enter__(self) -> "Stop":
+        for s in self.SIGNALS:
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a notebook worker)
+                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -85,19 +84,52 @@ class StopSignals:
     def __exit__(self, *exc: Any) -> None:
         for s, old in self._old.items():
             signal.signal(s, old)
+        self._old.clear()
+
+    @property
+    def out_of_budget(self) -> bool:
+        return self.time_fraction >= 1
+
+    def after_step(self, step: int, elapsed: float) -> bool:
+        """True when the run stops after ``step`` (``elapsed`` training seconds); :attr:`reason` says why."""
+        signalled = self.signal is not None
+        over_time = bool(self.cfg.time_limit) and elapsed > self.cfg.time_limit * 60
+        shared = self.world_size == 1 or step % self.every == 0
+        if not shared:
+            return False
+        if self.world_size > 1:
+            signalled, over_time, elapsed = D.all_max(signalled, over_time, elapsed, device=self.device)
+        if self.cfg.time_budget:
+            self.time_fraction = elapsed / (self.cfg.time_budget * 60)
+        self.reason = ("signal" if signalled else "time_limit" if over_time
+                       else "time_budget" if self.out_of_budget else None)
+        return self.reason is not None
 
 
 @dataclasses.dataclass
-class _Progress:
-    """Where training stands: what a checkpoint stores besides the weights, and the running losses."""
+class RunState:
+    """Where training stands: what a checkpoint stores besides the weights, the clock and the running
+    losses (device tensors: adding a step's loss reads nothing back)."""
     epoch: int = 0
     step_in_epoch: int = 0
     step: int = 0
-    wall_before: float = 0.0   # training seconds of the runs this one resumes
-    epoch_loss: torch.Tensor | None = None   # sum of this epoch's losses, on the device (no host sync)
+    wall_before: float = 0.0             # training seconds of the runs this one resumes
+    t_start: float = dataclasses.field(default_factory=time.time)
+    epoch_loss: torch.Tensor | None = None   # sum of this epoch's losses
     epoch_n: int = 0
     window_loss: torch.Tensor | None = None  # sum since the last log line
     window_n: int = 0
+    first_bad: torch.Tensor | None = None    # step of the first NaN/inf loss (-1: none)
+
+    @classmethod
+    def on(cls, device: torch.device, dtype: torch.dtype) -> "RunState":
+        return cls(epoch_loss=torch.zeros((), device=device, dtype=dtype),
+                   window_loss=torch.zeros((), device=device, dtype=dtype),
+                   first_bad=torch.full((), -1, dtype=torch.long, device=device))
+
+    def wall_s(self) -> float:
+        """Training seconds so far, the resumed runs' included."""
+        return self.wall_before + time.time() - self.t_start
 
     def start_epoch(self, s0: int) -> None:
         if s0 == 0:  # (a run resumed mid-epoch keeps the running mean it restored)
@@ -105,11 +137,275 @@ class _Progress:
             self.epoch_n = 0
 
     def add(self, loss: torch.Tensor, s: int) -> None:
-        """Count step ``s`` of the epoch, done with ``loss`` (device tensors: no host sync)."""
+        """Count step ``s`` of the epoch, done with ``loss``."""
+        self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), self.step, self.first_bad)
         self.epoch_loss += loss
         self.window_loss += loss
         self.step, self.step_in_epoch, self.epoch_n, self.window_n = (self.step + 1, s + 1, self.epoch_n + 1,
                                                                       self.window_n + 1)
+
+    def window_mean(self) -> float:
+        """The mean loss since the last log line (averaged over ranks; a host sync); starts a new window."""
+        mean = (D.all_mean(self.window_loss) / self.window_n).item()
+        self.window_loss.zero_()
+        self.window_n = 0
+        return mean
+
+    def check_finite(self, saved: bool) -> None:
+        """Stop at the first non-finite loss, before anything is saved from the broken weights (a host sync)."""
+        fb = int(self.first_bad)
+        if fb >= 0:
+            kept = "the last good checkpoint is kept" if saved else "no checkpoint was written"
+            raise TrainingError(
+                f"loss became NaN/inf at step {fb} (epoch {self.epoch}); {kept}. "
+                f"Usual causes: learning rate too high (--lr), temperature too low (--temperature), "
+                f"or fp16 overflow (--amp bf16 or off)")
+
+
+class Parts(NamedTuple):
+    """The objects a checkpoint saves and restores."""
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+class TwoViews:
+    """t(x) and t'(x) of Algorithm 1 for this rank's images: view 1's shards, then view 2's, each shard
+    with its own generator (a function of seed, step, view and shard: exact resume, any process count)."""
+
+    def __init__(self, cfg: Config, augment: Any, shard: Sharding, rank: int, dtype: torch.dtype) -> None:
+        if augment is None:
+            augment = SimCLRAugment(cfg.image_size, strength=cfg.strength, blur=cfg.blur,
+                                    scale=(cfg.min_scale, 1.0))
+        fns = tuple(augment) if isinstance(augment, Sequence) else (augment, augment)
+        if len(fns) != 2 or not all(callable(f) for f in fns):
+            raise ConfigError("augment must be one callable or a pair of callables (one per view)")
+        self.fns, self.cfg, self.shard, self.rank, self.dtype = fns, cfg, shard, rank, dtype
+
+    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        parts = [(v, x[rows], generator(x.device, self.cfg.seed, step, v, sid))
+                 for v in range(2) for sid, rows in self.shard.shards(self.rank)]
+        f = self.fns[0]
+        if f is self.fns[1] and isinstance(f, SimCLRAugment):   # one apply for every shard (GPU launches)
+            views = f.concat([c for _, c, _ in parts], [g for _, _, g in parts])
+        else:
+            views = torch.cat([self.fns[v](c, generator=g) for v, c, g in parts])
+        views = views.to(self.dtype)
+        return views.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else views
+
+
+class _Compiled:
+    """The network through ``torch.compile``, or the eager one (with a warning) once compiling has
+    failed (e.g. no C++ compiler for inductor on a CPU)."""
+
+    def __init__(self, net: torch.nn.Module, compile: bool) -> None:
+        self.net, self.fn = net, (torch.compile(net) if compile else net)
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        try:
+            return self.fn(x)
+        except Exception as e:  # noqa: BLE001
+            if self.fn is self.net:
+                raise
+            print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).strip()[:100]}); "
+                  f"training without it", file=sys.stderr)
+            self.fn = self.net
+            return self.fn(x)
+
+
+def _global_batch(z_a: torch.Tensor, z_b: torch.Tensor, shard: Sharding, rank: int) -> dict[str, Any]:
+    """Under torchrun, every rank's anchors meet the negatives of the global batch (Sec. 2.2)."""
+    if shard.world_size == 1:
+        return {}
+    return dict(z_a_all=D.gather(z_a), z_b_all=D.gather(z_b), offset=rank * shard.local_batch)
+
+
+def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = False,
+             progress: bool = True, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             augment: Callable[..., torch.Tensor] | Sequence[Callable[..., torch.Tensor]] | None = None,
+             extend: bool = False) -> dict[str, Any]:
+    """Run SimCLR pretraining; returns the run summary (also written to ``out/run.json``).
+
+    ``out`` (optional) is the run folder (:mod:`simclr_lite.run`), made only once the inputs
+    are accepted. ``resume`` continues the run in ``out`` exactly; ``extend`` (with ``resume``)
+    lets a larger ``cfg.epochs`` re-plan its schedule. ``data``: ``(train_x, train_y, test_x,
+    test_y)`` uint8 tensors instead of ``cfg.data`` (the book's chapters). With ``out=None``
+    nothing is written and the summary includes the trained ``model`` and the metric ``history``.
+    ``augment`` replaces :class:`SimCLRAugment`: one callable ``f(images, generator=g)`` or a
+    pair, one per view (Fig. 5).
+
+    >>> import torch
+    >>> from simclr_lite.config import Config
+    >>> from simclr_lite.train import pretrain
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=g)
+    >>> y = torch.arange(64) % 4
+    >>> cfg = Config(arch="resnet10", width=0.125, image_size=16, epochs=2, batch_size=32, knn_k=5,
+    ...              warmup_epochs=0, device="cpu", channels_last=False, log_every=1)
+    >>> run = pretrain(cfg, data=(x, y, x[:16], y[:16]), progress=False)
+    >>> run["status"], run["steps"], run["epochs"]          # 64 images / batch 32 = 2 steps an epoch
+    ('completed', 4, 2.0)
+    >>> [r["kind"] for r in run["history"]]                   # a line per step, one per epoch (with kNN)
+    ['step', 'step', 'epoch', 'step', 'step', 'epoch']
+    >>> 0 <= run["knn_top1"] <= 1
+    True
+    """
+    # ---- inputs: config, processes, data; nothing is written until they are accepted
+    cfg.validate()
+    info = D.setup(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev, W, rank = info.device, info.world_size, info.rank
+    shard = Sharding.of(cfg.batch_size, W, cfg.aug_shards)
+    folder = RunFolder(out, writer=info.is_main)          # rank 0 alone writes
+    folder.check(cfg, resume, extend)
+    if extend:
+        cfg = dataclasses.replace(cfg, extended_from=cfg.extended_from or folder.planned_epochs())
+    t_data = time.time()
+    train, test, steps_per_epoch = _load_data(cfg, data, progress and info.is_main)
+    train_images = train.x.to(dev) if train.stream is None else None
+    data_id = train.fingerprint() if out is not None else None
+    data_time_s = time.time() - t_data
+    total_steps = cfg.epochs * steps_per_epoch
+
+    # ---- f and g, the views t and t', the loss, LARS with warmup + cosine, precision
+    model, dtype = _model(cfg, dev, W)
+    net = _Compiled(D.wrap_ddp(model, dev) if W > 1 else model, cfg.compile)
+    two_views = TwoViews(cfg, augment, shard, rank, dtype)
+    loss_fn, loss_args = LOSSES[cfg.loss], cfg.loss_args()
+    sync_every = cfg.nan_check_every or (1 if dev.type == "cpu" else cfg.log_every)   # host syncs
+    stop = Stop(cfg, W, sync_every, dev)
+    opt, sched = _optimiser(cfg, model, steps_per_epoch, stop)
+    amp_dtype, scaler = _precision(cfg, dev)
+    parts = Parts(model, opt, sched, scaler)
+
+    # ---- the run folder (locked while written), and where a resumed run stands
+    state = RunState.on(dev, dtype)
+    try:
+        ckpt = folder.open(resume)
+        done = folder.finished_summary(ckpt) if not extend else None
+        if done is not None:   # its schedule has ended: nothing to train, and its results are kept
+            return {**done, "already_finished": True}
+        if ckpt is not None:
+            _restore(ckpt, state, parts, data_id, folder)
+        folder.start(cfg, state.step)
+        log = _Log(folder, progress and info.is_main, total_steps, state.step)
+        summary = _train(cfg, folder, state, parts, log, _Loop(train, test, steps_per_epoch, train_images,
+                                                                 two_views, net, loss_fn, loss_args, shard,
+                                                                 rank, amp_dtype, stop, data_id))
+        summary.update(data_time_s=round(data_time_s, 2), world_size=W, device=D.describe_device(dev))
+        if folder.writer:
+            write_json(folder.path / "run.json", summary, folder.fix())
+    finally:
+        folder.close()
+    if out is None:
+        summary.update(model=model, history=log.history)
+    return summary
+
+
+class _Loop(NamedTuple):
+    """What the loop reads and does not change: data, views, network, loss, sharding, precision, stop."""
+    train: Split
+    test: Split
+    steps_per_epoch: int
+    train_images: torch.Tensor | None
+    two_views: TwoViews
+    net: _Compiled
+    loss_fn: Callable[..., torch.Tensor]
+    loss_args: dict[str, Any]
+    shard: Sharding
+    rank: int
+    amp_dtype: torch.dtype | None
+    stop: Stop
+    data_id: str | None
+
+
+def _train(cfg: Config, folder: RunFolder, state: RunState, parts: Parts, log: "_Log", L: _Loop) -> dict[str, Any]:
+    """Algorithm 1: for each minibatch, two views, one forward pass, the loss, one update."""
+    model, opt, sched, scaler = parts
+    dev, is_main = state.epoch_loss.device, L.rank == 0
+    state.t_start = time.time()
+    start_epoch, status, knn, bank = state.epoch, "completed", None, len(L.train)
+    save = lambda: _save(folder, state, cfg, parts, L.data_id)   # noqa: E731 - every rank (it all-reduces)
+    model.train()
+    with L.stop as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            t_epoch, s0, evaluated = time.time(), (state.step_in_epoch if epoch == start_epoch else 0), False
+            state.start_epoch(s0)
+            perm = epoch_permutation(len(L.train), cfg.seed, epoch)
+            rows = [perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][L.shard.rows(L.rank)]
+                    for s in range(s0, L.steps_per_epoch)]
+            for s, x in zip(range(s0, L.steps_per_epoch), L.train.batches(rows, cfg, dev, L.train_images)):
+                views = L.two_views(x, state.step)                                 # t(x), t'(x)
+                with torch.autocast(dev.type, dtype=L.amp_dtype or torch.float32, enabled=L.amp_dtype is not None):
+                    _, z = L.net(views)                                            # z = g(f(view)), both views
+                z_a, z_b = z.to(views.dtype).chunk(2)                              # the loss in float32/64
+                loss = L.loss_fn(z_a, z_b, **L.loss_args, **_global_batch(z_a, z_b, L.shard, L.rank))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)                                                   # LARS update
+                scaler.update()
+                state.add(loss.detach(), s)
+                stop_now = stop.after_step(state.step, state.wall_s())
+                sched.step()                                                       # warmup, then cosine
+                if state.step % stop.every == 0 or state.step % cfg.log_every == 0:
+                    state.check_finite(saved=folder.has_checkpoint())
+                if state.step % cfg.log_every == 0:
+                    log({"kind": "step", "step": state.step, "epoch": epoch + (s + 1) / L.steps_per_epoch,
+                         "loss": state.window_mean(), "lr": sched.get_last_lr()[0], "time_s": round(state.wall_s(), 2)})
+                log.tick()
+                mid_epoch = s + 1 < L.steps_per_epoch
+                if mid_epoch and (stop_now or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)):
+                    save()
+                if mid_epoch and stop_now:
+                    break
+            if state.step_in_epoch == L.steps_per_epoch:
+                # ---- end of epoch: monitor, log, checkpoint
+                last = epoch + 1 == cfg.epochs or stop.out_of_budget
+                rec = {"kind": "epoch", "step": state.step, "epoch": epoch + 1,
+                       "loss": (D.all_mean(state.epoch_loss) / max(1, state.epoch_n)).item(),
+                       "lr": sched.get_last_lr()[0], "epoch_time_s": round(time.time() - t_epoch, 2),
+                       "time_s": round(state.wall_s(), 2)}
+                if is_main and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
+                    knn, rec["knn_bank"] = _knn(model, L, cfg, final=last)
+                    rec["knn_top1"], evaluated = knn, True
+                log(rec)
+                state.epoch, state.step_in_epoch = epoch + 1, 0
+                save()
+                D.barrier()
+                stop_now = stop_now and not last
+                if stop.out_of_budget:  # the schedule has ended at this epoch's last step
+                    status = "time_budget"
+                    break
+            if stop_now:
+                log.close()
+                if stop.reason == "signal":
+                    sig = stop.signal
+                    name = signal.Signals(sig).name if sig else "a signal on another rank"
+                    where = (f"saved a checkpoint at step {state.step} in {folder.path}; continue with --resume"
+                             if folder.path is not None else f"stopped at step {state.step} (no run folder: "
+                                                             f"nothing was saved)")
+                    raise Preempted(f"received signal {sig or ''} ({name}): {where}", signum=sig)
+                status = stop.reason
+                if is_main and not evaluated:  # evaluate where it stands
+                    t_stop = round(state.wall_s(), 2)
+                    knn, bank = _knn(model, L, cfg, final=True)
+                    log({"kind": "epoch", "step": state.step, "epoch": state.step / L.steps_per_epoch,
+                         "knn_top1": knn, "knn_bank": bank, "time_s": t_stop})
+                break
+    log.close()
+    if status == "completed" and knn is None and start_epoch == cfg.epochs and is_main:
+        knn, bank = _knn(model, L, cfg, final=True)  # resumed after the last checkpoint
+    n_classes = int(L.train.y.unique().numel())
+    if knn is not None and n_classes < 2:
+        print(f"warning: the training data has {n_classes} class: its kNN top-1 {knn:.4f} says nothing; "
+              f"use a dataset with several classes", file=sys.stderr)
+    return {"status": status, "steps": state.step, "epochs": state.step / L.steps_per_epoch, "knn_top1": knn,
+            "knn_test_images": len(L.test), "knn_bank": bank, "wall_time_s": round(state.wall_s(), 2),
+            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "train_images": len(L.train), "test_images": len(L.test), "data_fingerprint": L.data_id,
+            "config": cfg.to_dict()}
 
 
 def _load_data(cfg: Config, data: tuple[torch.Tensor, ...] | None,
@@ -130,17 +426,6 @@ def _load_data(cfg: Config, data: tuple[torch.Tensor, ...] | None,
     return train, test, steps_per_epoch
 
 
-def _views(cfg: Config, augment: Callable[..., torch.Tensor] | Sequence[Callable[..., torch.Tensor]] | None,
-           ) -> tuple[Callable[..., torch.Tensor], ...]:
-    """The two view functions t, t' (Algorithm 1): SimCLRAugment, or the caller's one or two callables."""
-    if augment is None:
-        augment = SimCLRAugment(cfg.image_size, strength=cfg.strength, blur=cfg.blur, scale=(cfg.min_scale, 1.0))
-    fns = tuple(augment) if isinstance(augment, Sequence) else (augment, augment)
-    if len(fns) != 2 or not all(callable(f) for f in fns):
-        raise ConfigError("augment must be one callable or a pair of callables (one per view)")
-    return fns
-
-
 def _model(cfg: Config, dev: torch.device, world_size: int) -> tuple[torch.nn.Module, torch.dtype]:
     """f and g, seeded, with global BN across processes (Sec. 2.2), in ``cfg.dtype`` on ``dev``."""
     torch.manual_seed(cfg.seed)
@@ -154,117 +439,91 @@ def _model(cfg: Config, dev: torch.device, world_size: int) -> tuple[torch.nn.Mo
     return model, dtype
 
 
-def _optimiser(cfg: Config, model: torch.nn.Module, total_steps: int, steps_per_epoch: int,
-               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, dict[str, float]]:
+def _optimiser(cfg: Config, model: torch.nn.Module, steps_per_epoch: int, stop: Stop,
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """LARS (or SGD / Adam) at the scaled learning rate, warmup then cosine per step (B.1).
 
-    The returned ``clock`` holds the fraction of the time budget used: the schedule follows
-    the larger of steps done / total and that fraction (``time_budget``)."""
+    The schedule follows the larger of steps done / total and the share of the time budget
+    used (``stop.time_fraction``; ``time_budget``)."""
     opt = build_optimizer(model, cfg.optimizer, scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling),
                           cfg.weight_decay, cfg.momentum)
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    clock = {"time_fraction": 0.0}
+    total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, total_steps, warmup, at_least=clock["time_fraction"]))
-    return opt, sched, clock
+        opt, lambda s: warmup_cosine(s, total, warmup, at_least=stop.time_fraction))
+    return opt, sched
 
 
 def _precision(cfg: Config, dev: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
-    """The autocast dtype (bf16 on a GPU by default) and the gradient scaler (fp16 only)."""
-    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dev.type == "cuda" and cfg.dtype == "float32" else "off")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp), torch.amp.GradScaler(dev.type,
-                                                                                         enabled=amp == "fp16")
-
-
-def _augment(views: tuple[Callable[..., torch.Tensor], ...], x: torch.Tensor, shard: Sharding, rank: int,
-             cfg: Config, step: int, dtype: torch.dtype) -> torch.Tensor:
-    """Both views of this rank's images: view 1's shards, then view 2's, each shard with its own generator."""
-    dev = x.device
-    parts = [(v, x[rows], generator(dev, cfg.seed, step, v, sid)) for v in range(2) for sid, rows in shard.shards(rank)]
-    if views[0] is views[1] and isinstance(views[0], SimCLRAugment):   # one apply for every shard (GPU launches)
-        inp = views[0].concat([c for _, c, _ in parts], [g for _, _, g in parts])
+    """The autocast dtype and the gradient scaler (fp16 only). ``amp=auto``: on a GPU, bf16 where the
+    device has it, else fp16 (:func:`~simclr_lite.distributed.autocast_dtype`); off on a CPU."""
+    if cfg.amp == "auto":
+        amp_dtype = D.autocast_dtype(dev) if cfg.dtype == "float32" else None
     else:
-        inp = torch.cat([views[v](c, generator=g) for v, c, g in parts])
-    inp = inp.to(dtype)
-    return inp.contiguous(memory_format=torch.channels_last) if cfg.channels_last else inp
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    return amp_dtype, torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
 
-def _forward_backward(f: Callable[[torch.Tensor], Any], inp: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
-                      opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
-                      dtype: torch.dtype, shard: Sharding, rank: int) -> torch.Tensor:
-    """Both views through f and g in one pass, the loss over the (global) batch, gradients."""
-    dev = inp.device
-    with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        _, z = f(inp)
-    z_a, z_b = z.to(dtype).chunk(2)        # bf16/fp16 projections: the loss runs in float32 (or float64)
-    if shard.world_size > 1:  # every rank's anchors meet the negatives of the global batch (Sec. 2.2)
-        loss = loss_fn(z_a, z_b, z_a_all=D.gather(z_a), z_b_all=D.gather(z_b), offset=rank * shard.local_batch)
-    else:
-        loss = loss_fn(z_a, z_b)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    return loss
-
-
-def _knn(model: torch.nn.Module, train: Split, test: Split, cfg: Config, dev: torch.device,
-         final: bool) -> tuple[float, int]:
+def _knn(model: torch.nn.Module, L: _Loop, cfg: Config, final: bool) -> tuple[float, int]:
     """The kNN monitor's top-1 of h and its bank size: all training images, or ``knn_bank`` between epochs."""
-    n = len(train)
+    n = len(L.train)
     bank = torch.arange(n)
     if not final and 0 < cfg.knn_bank < n:  # a random subset: datasets are often stored class by class
         bank = subset_indices(n, cfg.knn_bank, cfg.seed + 2)
-    feats_tr = train.features(model.encoder, cfg, dev, rows=bank)
-    feats_te = test.features(model.encoder, cfg, dev)
-    return knn_accuracy(feats_tr, train.y[bank], feats_te, test.y, cfg.knn_k, cfg.knn_t), len(bank)
+    dev = next(model.parameters()).device
+    feats_tr = L.train.features(model.encoder, cfg, dev, rows=bank)
+    feats_te = L.test.features(model.encoder, cfg, dev)
+    return knn_accuracy(feats_tr, L.train.y[bank], feats_te, L.test.y, cfg.knn_k, cfg.knn_t), len(bank)
 
 
-def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
-    """Stop at the first non-finite loss, before anything is saved from the broken weights (a host sync)."""
-    fb = int(first_bad)
-    if fb >= 0:
-        raise TrainingError(
-            f"loss became NaN/inf at step {fb} (epoch {epoch}); the last good checkpoint is kept. "
-            f"Usual causes: learning rate too high (--lr), temperature too low (--temperature), "
-            f"or fp16 overflow (--amp bf16 or off)")
-
-
-def _save(path: Path | None, p: _Progress, wall_s: float, cfg: Config, model: torch.nn.Module,
-          opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> None:
-    """Checkpoint (every rank calls it: the running losses are averaged over ranks first)."""
-    e_loss, w_loss = float(D.all_mean(p.epoch_loss)), float(D.all_mean(p.window_loss))
-    if path is None:
+def _save(folder: RunFolder, state: RunState, cfg: Config, parts: Parts, data_id: str | None) -> None:
+    """Checkpoint (every rank calls it: the running losses are averaged over ranks first), after the
+    NaN check: nothing is saved from broken weights."""
+    state.check_finite(saved=folder.has_checkpoint())
+    e_loss, w_loss = float(D.all_mean(state.epoch_loss)), float(D.all_mean(state.window_loss))
+    if not folder.writer:
         return
+    model, opt, sched, scaler = parts
     atomic_save({"format": FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": p.epoch,
-                 "step_in_epoch": p.step_in_epoch, "step": p.step, "rng": rng_state(),
-                 "config": json.dumps(cfg.to_dict()), "epoch_loss": [e_loss, p.epoch_n],
-                 "window_loss": [w_loss, p.window_n], "wall_time_s": wall_s}, path)
+                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": state.epoch,
+                 "step_in_epoch": state.step_in_epoch, "step": state.step, "rng": rng_state(),
+                 "config": json.dumps(cfg.to_dict()), "epoch_loss": [e_loss, state.epoch_n],
+                 "window_loss": [w_loss, state.window_n], "wall_time_s": state.wall_s(),
+                 "data_fingerprint": data_id or "", "threads": torch.get_num_threads()}, folder.checkpoint)
 
 
-def _restore(path: Path, p: _Progress, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
-             scaler: Any) -> None:
-    """Continue from a checkpoint: weights, optimiser, schedule, RNG state, position and running losses."""
-    ckpt = load_checkpoint(path)
-    load_model_state(model, ckpt["model"], str(path))
+def _restore(ckpt: dict[str, Any], state: RunState, parts: Parts, data_id: str | None, folder: RunFolder) -> None:
+    """Continue from a checkpoint: weights, optimiser, schedule, RNG state, position and running losses;
+    refused (before anything is written) when the training images are not the ones it was trained on."""
+    saved_id = ckpt.get("data_fingerprint") or None
+    if saved_id and data_id and saved_id != data_id:
+        raise ConfigError(f"--resume: {folder.path} was trained on other images than these (data fingerprint "
+                          f"{saved_id[:12]} vs {data_id[:12]}); pass the --data it was trained on "
+                          f"(or the same images elsewhere), or use another --out")
+    threads = ckpt.get("threads")
+    if threads and threads != torch.get_num_threads() and state.epoch_loss.device.type == "cpu":
+        print(f"warning: {folder.path} was trained with {threads} CPU threads and resumes with "
+              f"{torch.get_num_threads()}: float results will differ from an uninterrupted run in the last "
+              f"bits (pass --threads {threads} for an exact resume)", file=sys.stderr)
+    model, opt, sched, scaler = parts
+    load_model_state(model, ckpt["model"], str(folder.checkpoint))
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
-    p.epoch, p.step_in_epoch, p.step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]
-    p.wall_before = float(ckpt.get("wall_time_s", 0.0))
-    if p.step_in_epoch:  # mid-epoch: the running means go on
-        p.epoch_loss += ckpt["epoch_loss"][0]
-        p.epoch_n = int(ckpt["epoch_loss"][1])
-        p.window_loss += ckpt["window_loss"][0]
-        p.window_n = int(ckpt["window_loss"][1])
-
+    state.epoch, state.step_in_epoch, state.step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]
+    state.wall_before = float(ckpt.get("wall_time_s", 0.0))
+    if state.step_in_epoch:  # mid-epoch: the running means go on
+        state.epoch_loss += ckpt["epoch_loss"][0]
+        state.epoch_n = int(ckpt["epoch_loss"][1])
+        state.window_loss += ckpt["window_loss"][0]
+        state.window_n = int(ckpt["window_loss"][1])
 
 
 class _Log:
     """Metric lines: kept in ``history``, appended to ``metrics.jsonl`` (rank 0) and shown on the bar."""
 
-    def __init__(self, main_dir: Path | None, progress: bool, total_steps: int, step: int) -> None:
-        self.path = main_dir / "metrics.jsonl" if main_dir is not None else None
+    def __init__(self, folder: RunFolder, progress: bool, total_steps: int, step: int) -> None:
+        self.path = folder.path / "metrics.jsonl" if folder.writer else None
         self.bar, self.history = None, []
         if progress:
             from tqdm.auto import tqdm
@@ -279,204 +538,10 @@ class _Log:
         elif self.bar is not None and "knn_top1" in rec and "loss" in rec:
             self.bar.write(f"epoch {rec['epoch']}: loss {rec['loss']:.4f}  kNN top-1 {rec['knn_top1']:.4f}")
 
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-class _Forward:
-    """``step(...)``: :func:`_forward_backward` through the compiled network, or through the eager one
-    (with a warning) once compiling has failed (e.g. no C++ compiler for inductor on a CPU)."""
-
-    def __init__(self, net: torch.nn.Module, compile: bool) -> None:
-        self.net, self.fn = net, (torch.compile(net) if compile else net)
-
-    def step(self, *args: Any) -> torch.Tensor:
-        try:
-            return _forward_backward(self.fn, *args)
-        except Exception as e:  # noqa: BLE001
-            if self.fn is self.net:
-                raise
-            print(f"warning: torch.compile failed ({type(e).__name__}: {str(e).strip()[:100]}); "
-                  f"training without it", file=sys.stderr)
-            self.fn = self.net
-            return _forward_backward(self.fn, *args)
-
-
-def _stop_flags(stop: StopSignals, cfg: Config, clock: dict[str, float], elapsed: float, step: int,
-                world_size: int, sync_every: int, dev: torch.device) -> tuple[bool, bool, bool, bool]:
-    """``(signalled, over_time, out_of_budget, stop_now)`` after ``step``, and the time budget's clock.
-
-    Alone, decided locally every step (no host sync). With several processes, shared (one
-    all-reduce, a host sync) every ``sync_every`` steps, so that all ranks stop at the same
-    step and anneal the learning rate by the same clock.
-    """
-    signalled = stop.signal is not None
-    over_time = bool(cfg.time_limit) and elapsed > cfg.time_limit * 60
-    shared = world_size == 1 or step % sync_every == 0
-    if world_size > 1 and shared:
-        signalled, over_time, elapsed = D.all_max(signalled, over_time, elapsed, device=dev)
-    if shared:
-        clock["time_fraction"] = elapsed / (cfg.time_budget * 60) if cfg.time_budget else 0.0
-    out_of_budget = clock["time_fraction"] >= 1
-    return signalled, over_time, out_of_budget, shared and (signalled or over_time or out_of_budget)
-
-
-def pretrain(cfg: Config, out: str | os.PathLike | None = None, resume: bool = False,
-             progress: bool = True, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-             augment: Callable[..., torch.Tensor] | Sequence[Callable[..., torch.Tensor]] | None = None,
-             ) -> dict[str, Any]:
-    """Run SimCLR pretraining; returns the run summary (also written to ``out/run.json``).
-
-    ``out`` (optional) is the run folder (:mod:`simclr_lite.run`), made only once the inputs
-    are accepted. ``data``: ``(train_x, train_y, test_x, test_y)`` uint8 tensors instead of
-    ``cfg.data`` (the book's chapters). With ``out=None`` nothing is written and the summary
-    includes the trained ``model`` and the metric ``history``. ``augment`` replaces
-    :class:`SimCLRAugment`: one callable ``f(images, generator=g)`` or a pair, one per view (Fig. 5).
-    """
-    # ---- inputs: config, processes, data; nothing is written until they are accepted
-    cfg.validate()
-    info = D.setup(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dev, W, rank = info.device, info.world_size, info.rank
-    shard = Sharding.of(cfg.batch_size, W, cfg.aug_shards)
-    out_dir = Path(out) if out is not None else None
-    main_dir = out_dir if info.is_main else None          # rank 0 alone writes
-    if main_dir is not None:
-        check_out_dir(main_dir, cfg, resume)
-    t_data = time.time()
-    train, test, steps_per_epoch = _load_data(cfg, data, progress and info.is_main)
-    train_images = train.x.to(dev) if train.stream is None else None
-    data_time_s = time.time() - t_data
-    views = _views(cfg, augment)
-    total_steps = cfg.epochs * steps_per_epoch
-
-    # ---- model f + g, optimiser, schedule, loss
-    model, dtype = _model(cfg, dev, W)
-    opt, sched, clock = _optimiser(cfg, model, total_steps, steps_per_epoch)
-    amp_dtype, scaler = _precision(cfg, dev)
-    loss_fn = build_loss(cfg)
-    fwd = _Forward(D.wrap_ddp(model, dev) if W > 1 else model, cfg.compile)
-
-    # ---- the run folder, and where a resumed run stands
-    p = _Progress(epoch_loss=torch.zeros((), device=dev, dtype=dtype),
-                  window_loss=torch.zeros((), device=dev, dtype=dtype))
-    ckpt_path = _open_run(out_dir, main_dir, cfg, resume, p, model, opt, sched, scaler)
-    save_path = ckpt_path if info.is_main else None
-    log = _Log(main_dir, progress and info.is_main, total_steps, p.step)
-    t_start, start_epoch = time.time(), p.epoch
-    wall_s = lambda: p.wall_before + time.time() - t_start  # noqa: E731 - training time, resumed runs included
-    sync_every = cfg.nan_check_every or (1 if dev.type == "cpu" else cfg.log_every)   # host syncs
-    first_bad = torch.full((), -1, dtype=torch.long, device=dev)   # step of the first NaN/inf loss
-    status, knn, bank, stop_now = "completed", None, len(train), False
-
-    # ---- Algorithm 1: for each minibatch, two views, one forward pass, the loss, one update
-    model.train()
-    with StopSignals() as stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            t_epoch, s0, evaluated = time.time(), (p.step_in_epoch if epoch == start_epoch else 0), False
-            p.start_epoch(s0)
-            perm = epoch_permutation(len(train), cfg.seed, epoch)
-            rows = [perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][shard.rows(rank)]
-                    for s in range(s0, steps_per_epoch)]
-            for s, x in zip(range(s0, steps_per_epoch), train.batches(rows, cfg, dev, train_images)):
-                inp = _augment(views, x, shard, rank, cfg, p.step, dtype)
-                loss = fwd.step(inp, loss_fn, opt, scaler, amp_dtype, dtype, shard, rank)
-                scaler.step(opt)
-                scaler.update()
-                first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0), p.step, first_bad)
-                p.add(loss.detach(), s)
-                signalled, over_time, out_of_budget, stop_now = _stop_flags(stop, cfg, clock, wall_s(), p.step,
-                                                                            W, sync_every, dev)
-                sched.step()
-                if p.step % sync_every == 0 or p.step % cfg.log_every == 0:
-                    _check_finite(first_bad, epoch)
-                if p.step % cfg.log_every == 0:
-                    log({"kind": "step", "step": p.step, "epoch": epoch + (s + 1) / steps_per_epoch,
-                         "loss": (D.all_mean(p.window_loss) / p.window_n).item(), "lr": sched.get_last_lr()[0],
-                         "time_s": round(wall_s(), 2)})
-                    p.window_loss.zero_()
-                    p.window_n = 0
-                if log.bar is not None:
-                    log.bar.update(1)
-                mid_epoch = s + 1 < steps_per_epoch
-                if mid_epoch and (stop_now or (cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0)):
-                    _check_finite(first_bad, epoch)
-                    _save(save_path, p, wall_s(), cfg, model, opt, sched, scaler)
-                if mid_epoch and stop_now:
-                    break
-            if p.step_in_epoch == steps_per_epoch:
-                # ---- end of epoch: monitor, log, checkpoint
-                last = epoch + 1 == cfg.epochs or out_of_budget
-                rec = {"kind": "epoch", "step": p.step, "epoch": epoch + 1,
-                       "loss": (D.all_mean(p.epoch_loss) / max(1, p.epoch_n)).item(),
-                       "lr": sched.get_last_lr()[0], "epoch_time_s": round(time.time() - t_epoch, 2),
-                       "time_s": round(wall_s(), 2)}
-                if info.is_main and (last or (cfg.knn_every and (epoch + 1) % cfg.knn_every == 0)):
-                    knn, rec["knn_bank"] = _knn(model, train, test, cfg, dev, final=last)
-                    rec["knn_top1"], evaluated = knn, True
-                log(rec)
-                p.epoch, p.step_in_epoch = epoch + 1, 0
-                _check_finite(first_bad, epoch)
-                _save(save_path, p, wall_s(), cfg, model, opt, sched, scaler)
-                D.barrier()
-                stop_now = stop_now and not last
-                if out_of_budget:  # the schedule has ended at this epoch's last step
-                    status = "time_budget"
-                    break
-            if stop_now:
-                log.close()
-                if signalled:
-                    raise Preempted(f"received signal {stop.signal or 'on another rank'}: saved a checkpoint "
-                                    f"at step {p.step} in {out_dir}; continue with --resume")
-                status = "time_limit" if over_time else "time_budget"
-                if info.is_main and not evaluated:  # evaluate where it stands
-                    t_stop = round(wall_s(), 2)
-                    knn, bank = _knn(model, train, test, cfg, dev, final=True)
-                    log({"kind": "epoch", "step": p.step, "epoch": p.step / steps_per_epoch, "knn_top1": knn,
-                         "knn_bank": bank, "time_s": t_stop})
-                break
-    log.close()
-    if status == "completed" and knn is None and start_epoch == cfg.epochs and info.is_main:
-        knn, bank = _knn(model, train, test, cfg, dev, final=True)  # resumed after the last checkpoint
-    return _finish(cfg, main_dir, status, knn, bank, p.step, steps_per_epoch, wall_s(), data_time_s, dev, W,
-                   len(train), len(test), model if out_dir is None else None, log.history)
-
-
-def _open_run(out_dir: Path | None, main_dir: Path | None, cfg: Config, resume: bool, p: _Progress,
-              model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> Path | None:
-    """Make the run folder (rank 0; the inputs are accepted by now), restore a resumed run's
-    checkpoint into ``p`` and the training objects, write ``config.json``; the checkpoint's path."""
-    if main_dir is not None:
-        main_dir.mkdir(parents=True, exist_ok=True)
-    D.barrier()
-    ckpt_path = out_dir / "checkpoint.pt" if out_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        _restore(ckpt_path, p, model, opt, sched, scaler)
-    if main_dir is not None:
-        if resume:  # a resumed run redoes the steps after its checkpoint (all of them if it has none)
-            truncate_metrics(main_dir / "metrics.jsonl", p.step)
-        write_json(main_dir / "config.json", cfg.to_dict())
-    return ckpt_path
-
-
-def _finish(cfg: Config, main_dir: Path | None, status: str, knn: float | None, bank: int, steps: int,
-            steps_per_epoch: int, wall_s: float, data_time_s: float, dev: torch.device, world_size: int,
-            n_train: int, n_test: int, model: torch.nn.Module | None, history: list[dict[str, Any]],
-            ) -> dict[str, Any]:
-    """The run's summary, written to ``run.json`` (with a folder) or returned with the model (without)."""
-    summary: dict[str, Any] = {
-        "status": status, "steps": steps, "epochs": steps / steps_per_epoch, "knn_top1": knn,
-        "knn_test_images": n_test, "knn_bank": bank,
-        "wall_time_s": round(wall_s, 2), "data_time_s": round(data_time_s, 2),
-        "device": D.describe_device(dev), "world_size": world_size, "torch": torch.__version__,
-        "python": platform.python_version(), "train_images": n_train, "test_images": n_test,
-        "config": cfg.to_dict(),
-    }
-    if main_dir is not None:
-        write_json(main_dir / "run.json", summary)
-    if model is not None:
-        summary["model"] = model
-        summary["history"] = history
-    return summary

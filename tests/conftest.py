@@ -79,3 +79,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_tree(tmp_path) -> Path:
     return make_tree(tmp_path / "tiny")
+
+
+def slow_loss(seconds: float) -> None:
+    """Make every NT-Xent call of this process sleep ``seconds`` first (a run slow enough to be caught
+    mid-way by a signal or a second process)."""
+    import functools
+    import time
+
+    from simclr_lite.losses import LOSSES
+    real = LOSSES["nt_xent"]
+
+    @functools.wraps(real)
+    def slow(*a, **k):
+        time.sleep(seconds)
+        return real(*a, **k)
+    LOSSES["nt_xent"] = slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,26 +19,115 @@ def _common():
     return mod
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path, monkeypatch):
-    """One benchmark's JSON file in benchmarks/results/ must not mark the next benchmark's run `+dirty`
-    (every CPU results file of 2026-11-28 said `+dirty` for that reason); an edited script must."""
+def _book_gpu():
+    spec = importlib.util.spec_from_file_location("book_gpu_for_commit", ROOT / "scripts" / "book_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A git repository with a benchmark script, a benchmark result and a book result, committed."""
+    monkeypatch.delenv("SIMCLR_COMMIT", raising=False)
+
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    for folder in ("benchmarks/results", "book/results/gpu"):
+        (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "benchmarks" / "bench_x.py").write_text("print(1)\n")
     (tmp_path / "benchmarks" / "results" / "x-cpu.json").write_text("{}\n")
+    (tmp_path / "book" / "results" / "gpu" / "ch01.json").write_text("{}\n")
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_commit_is_dirty_for_code_changes_but_not_for_results_files(repo, monkeypatch):
+    """One benchmark's JSON file in benchmarks/results/ (or one chapter's in book/results/) must not mark the
+    next run `+dirty` (every CPU results file of 2026-11-28 said `+dirty` for that reason); an edited script
+    must; an untracked file does not."""
     C = _common()
-    monkeypatch.setattr(C, "REPO", tmp_path)
+    monkeypatch.setattr(C, "REPO", repo)
     clean = C._git_commit_now()
-    assert clean and "+dirty" not in clean
-    (tmp_path / "benchmarks" / "results" / "x-cpu.json").write_text('{"new": 1}\n')   # a benchmark's output
+    assert clean and "+dirty" not in clean and clean == C.git_commit_now(repo)
+    (repo / "benchmarks" / "results" / "x-cpu.json").write_text('{"new": 1}\n')   # a benchmark's output
+    (repo / "book" / "results" / "gpu" / "ch01.json").write_text('{"new": 1}\n')  # a chapter's output
+    (repo / "notes.txt").write_text("untracked\n")
     assert C._git_commit_now() == clean
-    (tmp_path / "benchmarks" / "bench_x.py").write_text("print(2)\n")                 # the code changed
+    (repo / "benchmarks" / "bench_x.py").write_text("print(2)\n")                 # the code changed
     assert C._git_commit_now() == clean + "+dirty"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_book_gpu_records_the_commit_by_the_same_rule(repo, monkeypatch):
+    """scripts/book_gpu.py has no rule of its own: it calls benchmarks/_common.git_commit_now, so both
+    record the same commit for the same tree (clean, results changed, code changed, $SIMCLR_COMMIT)."""
+    C, B = _common(), _book_gpu()
+    assert "subprocess" not in (ROOT / "scripts" / "book_gpu.py").read_text()   # no second copy of the rule
+    monkeypatch.setattr(B, "REPO", repo)
+    clean = B.git_commit()
+    assert clean == C.git_commit_now(repo) and "+dirty" not in clean
+    (repo / "book" / "results" / "gpu" / "ch01.json").write_text('{"new": 1}\n')
+    assert B.git_commit() == clean
+    (repo / "benchmarks" / "bench_x.py").write_text("print(2)\n")
+    assert B.git_commit() == C.git_commit_now(repo) == clean + "+dirty"
+    monkeypatch.setenv("SIMCLR_COMMIT", "91bca31")   # set by whoever sends a working tree to a GPU machine
+    assert B.git_commit() == C.git_commit_now(repo) == "91bca31"
+
+
+def test_commit_outside_a_repository_is_none(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIMCLR_COMMIT", raising=False)
+    assert _common().git_commit_now(tmp_path) is None
+
+
+# ----------------------------------------------------------------------------- no machine paths recorded
+@pytest.mark.parametrize("text,expected", [
+    ("SIMCLR_DATA=/work/shared/datasets PYTHONPATH=/work/benchdeps python benchmarks/bench_knn.py",
+     "SIMCLR_DATA=PATH PYTHONPATH=PATH python benchmarks/bench_knn.py"),
+    ("python benchmarks/cpu_quality.py --data /home/ann/cifar --run /tmp/runs/q --out=/root/out/x.json",
+     "python benchmarks/cpu_quality.py --data PATH --run PATH --out=PATH"),
+    ("PYTHONPATH=/tmp/site:{repo} python x.py", "PYTHONPATH=PATH:. python x.py"),
+    ("CIFAR-10 train from $SIMCLR_DATA={repo}/.devcarry", "CIFAR-10 train from $SIMCLR_DATA=.devcarry"),
+    ("--data ~/datasets/cifar10", "--data PATH"),
+    ("python scripts/book_gpu.py --chapter 1 --quick --data tree --out /dev/null",
+     "python scripts/book_gpu.py --chapter 1 --quick --data tree --out /dev/null"),   # nothing to hide
+    ("12.5 img/s, ratio 3/4, https://arxiv.org/abs/2002.05709",
+     "12.5 img/s, ratio 3/4, https://arxiv.org/abs/2002.05709"),
+])
+def test_public_paths_hides_machine_folders(text, expected):
+    C = _common()
+    repo = str(C.REPO)
+    assert C.public_paths(text.format(repo=repo)) == expected
+    nested = C.public_paths({"a": [text.format(repo=repo), 3, None], "b": {"c": text.format(repo=repo)}})
+    assert nested == {"a": [expected, 3, None], "b": {"c": expected}}
+
+
+def test_recorded_command_line_has_no_machine_paths(monkeypatch):
+    C = _common()
+    monkeypatch.setattr(sys, "argv", [str(C.REPO / "benchmarks" / "bench_knn.py"), "--out", "/tmp/o", "--reps", "2"])
+    monkeypatch.setenv("SIMCLR_DATA", "/work/shared/datasets")
+    monkeypatch.setenv("PYTHONPATH", f"/tmp/site:{C.REPO}")
+    monkeypatch.delenv("BENCH_QUICK", raising=False)
+    assert C._command_line() == "SIMCLR_DATA=PATH PYTHONPATH=PATH:. python benchmarks/bench_knn.py --out PATH --reps 2"
+
+
+def test_written_results_file_has_no_machine_paths(tmp_path, monkeypatch):
+    """write_result scrubs the whole record, not only the command: e.g. a data source naming $SIMCLR_DATA."""
+    import json
+    import torch
+    C = _common()
+    monkeypatch.setattr(sys, "argv", ["benchmarks/bench_x.py", "--out", str(tmp_path)])
+    info = {"device": "cpu", "versions": {}}
+    path = C.write_result("x", torch.device("cpu"), {"settings": {"data": "CIFAR-10 train from $SIMCLR_DATA=/data/c"}},
+                          out=str(tmp_path), machine_info=info)
+    text = path.read_text()
+    assert str(tmp_path) not in text and "/data/c" not in text
+    record = json.loads(text)
+    assert record["command"].endswith("python benchmarks/bench_x.py --out PATH")
+    assert record["settings"]["data"] == "CIFAR-10 train from $SIMCLR_DATA=PATH"
 
 
 def test_time_stats_median_min_max_of_unsorted_times():

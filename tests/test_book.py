@@ -109,6 +109,64 @@ def test_stored_outputs_come_from_a_cpu_or_larger_run(nb: Path):
     assert _budget_line(nb) in ("cpu", "gpu"), f"{nb.name}: stored outputs must come from the cpu or gpu budget"
 
 
+_MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|tmp|home|Users)/")
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_stored_outputs_name_no_machine_path(nb: Path):
+    """Recorded commands and folders are shown as PATH, <tmp>/... or repository-relative, never as the path
+    they had on the machine that executed the chapter."""
+    for i, cell in enumerate(nbformat.read(nb, as_version=4).cells):
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+            for text in texts:
+                m = _MACHINE_PATH.search(text)
+                assert not m, f"{nb.name}: cell {i} shows a machine path: {text[max(0, m.start() - 60):m.end() + 40]}"
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_says_which_budget_it_picked(nb: Path):
+    """The set-up cell (the first code cell after the Colab one) prints the budget get_budget() picked and why
+    (``auto``: gpu where CUDA is visible); its output differs by machine, so nbval ignores it."""
+    setup = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"][1]
+    assert "get_budget()" in setup.source and "print(BUDGET.how_picked())" in setup.source, nb.name
+    assert "nbval-ignore-output" in setup.metadata.get("tags", []), nb.name
+    assert "simclr_lite.budget" not in setup.source, f"{nb.name}: the budgets live in simclr_book.budget"
+
+
+def _calls(source: str, name: str) -> list[str]:
+    """Every call of the function ``name`` (also as ``module.name``) in a cell's source, arguments included."""
+    calls = []
+    for m in re.finditer(r"(?<![\w.])(?:\w+\.)?" + name + r"\(", source):
+        if source[max(0, m.start() - 4):m.start()] == "def ":
+            continue
+        depth, j = 0, m.end() - 1
+        for j in range(m.end() - 1, len(source)):
+            depth += {"(": 1, ")": -1}.get(source[j], 0)
+            if depth == 0:
+                break
+        calls.append(source[m.start():j + 1])
+    return calls
+
+
+def test_calls_find_calls_across_lines_and_skip_definitions():
+    src = "def fine_tune(x):\n    pass\nr = evaluate.fine_tune(enc, a,\n  device=D)\nh = extract_features(e, x)"
+    assert _calls(src, "fine_tune") == ["evaluate.fine_tune(enc, a,\n  device=D)"]
+    assert _calls(src, "extract_features") == ["extract_features(e, x)"]
+
+
+@pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapters_evaluate_on_the_budgets_device(nb: Path):
+    """Every feature extraction, fine-tuning and run loaded names its device (the budget's), so a model that
+    comes back from the run cache on the CPU runs on the GPU at the gpu budget."""
+    for i, cell in enumerate(nbformat.read(nb, as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        for name in ("extract_features", "fine_tune", "load_run"):
+            for call in _calls(cell.source, name):
+                assert "device=" in call, f"{nb.name}: cell {i}: {call!r} runs wherever the model happens to be"
+
+
 def _config_model_calls(source: str) -> list[str]:
     """Every ``build_simclr(cfg.arch, ...)`` call in a cell's source, arguments included."""
     calls = []
@@ -129,14 +187,14 @@ def test_config_model_calls_find_calls_across_lines():
 
 @pytest.mark.parametrize("nb", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapters_build_the_model_their_config_describes(nb: Path):
-    """A chapter that builds a network from a Config passes every architecture field (as train.build_model
+    """A chapter that builds a network from a Config passes every architecture field (as config.build_model
     does), so a reader who changes one in the budget gets that network, e.g. the preset's wider head."""
     fields = ("cfg.arch", "cfg.width", "cfg.cifar_stem", "cfg.head", "cfg.proj_dim", "cfg.stem_stride",
               "cfg.proj_hidden")
     for cell in nbformat.read(nb, as_version=4).cells:
         for call in _config_model_calls(cell.source) if cell.cell_type == "code" else []:
             missing = [f for f in fields if f not in call]
-            assert not missing, f"{nb.name}: {call!r} leaves out {missing}; pass them or use train.build_model(cfg)"
+            assert not missing, f"{nb.name}: {call!r} leaves out {missing}; pass them or use config.build_model(cfg)"
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ def tree(tmp_path_factory) -> Path:
 def test_quick_mode_writes_the_results_file(book_gpu, tree, tmp_path, chapter, extra):
     out = book_gpu.main(["--chapter", str(chapter), "--quick", "--data", str(tree), "--out", str(tmp_path / "r.json")])
     res = json.loads(out.read_text())
+    # the command as given, without the machine's folders (benchmarks/_common.public_paths)
+    assert res["command"] == f"python scripts/book_gpu.py --chapter {chapter} --quick --data PATH --out PATH"
+    assert str(tree) not in out.read_text() and str(tmp_path) not in out.read_text()
     for key in ("chapter", "title", "device", "commit", "torch", "wall_time_s", "limit_s", "within_limit", "runs"):
         assert key in res, key
     assert res["chapter"] == chapter and res["quick"] is True and res["limit_s"] == 540

@@ -1,4 +1,7 @@
-"""The book's budgets: one setting sizes every experiment (simclr_lite/budget.py)."""
+"""The book's budgets: one setting sizes every experiment (simclr_book/budget.py).
+
+The ``auto`` default and the devices are checked in tests/test_devices.py.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,16 +9,16 @@ import dataclasses
 import pytest
 import torch
 
-from simclr_lite import ConfigError
-from simclr_lite.budget import BUDGETS, Budget, Stopwatch, get_budget, load_data, machine
-from simclr_lite.train import Config
+from simclr_book.budget import BUDGETS, Budget, Stopwatch, get_budget, load_data
+from simclr_lite.errors import ConfigError
+from simclr_lite.config import Config
 
 from conftest import real_cifar_root
 
 
-def test_default_is_cpu_and_env_selects(monkeypatch):
+def test_default_is_auto_and_env_selects(monkeypatch):
     monkeypatch.delenv("SIMCLR_BUDGET", raising=False)
-    assert get_budget().name == "cpu"
+    assert get_budget().name == ("gpu" if torch.cuda.is_available() else "cpu")
     monkeypatch.setenv("SIMCLR_BUDGET", "Smoke")
     assert get_budget().name == "smoke"
     assert get_budget("cpu").name == "cpu"  # an argument wins over the environment
@@ -23,7 +26,7 @@ def test_default_is_cpu_and_env_selects(monkeypatch):
 
 def test_unknown_budget_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SIMCLR_BUDGET", "huge")
-    with pytest.raises(ConfigError, match="unknown budget 'huge'.*smoke, cpu, gpu"):
+    with pytest.raises(ConfigError, match="unknown budget 'huge'.*auto or one of smoke, cpu, gpu"):
         get_budget()
 
 
@@ -46,16 +49,15 @@ def test_config_is_valid_and_follows_the_budget(name):
 
 
 def test_budgets_grow():
-    from simclr_lite.budget import _BUDGETS
+    from simclr_book.budget import _BUDGETS
     sizes = [(_BUDGETS[n].train_images, _BUDGETS[n].epochs) for n in BUDGETS]
     assert sizes == sorted(sizes)
     assert all(isinstance(_BUDGETS[n], Budget) for n in BUDGETS)
 
 
-def test_describe_and_machine_name_the_device():
+def test_describe_names_the_device():
     line = get_budget("smoke").describe()
-    assert line.startswith("budget smoke:") and "CPU" in line and "2,048 train" in line
-    assert machine("cpu").startswith("CPU (")
+    assert line.startswith("budget smoke:") and "CPU (" in line and "2,048 train" in line
 
 
 def test_stopwatch():
@@ -74,7 +76,7 @@ def test_load_data_is_class_balanced():
 
 
 def test_shared_models_follow_the_budget_and_the_preset():
-    from simclr_lite.budget import SHARED_MODELS, shared_config
+    from simclr_book.budget import SHARED_MODELS, shared_config
 
     for name in ("smoke", "cpu"):
         b = get_budget(name)
@@ -88,7 +90,7 @@ def test_shared_models_follow_the_budget_and_the_preset():
 
 
 def test_shared_model_is_trained_once(tmp_path, monkeypatch):
-    from simclr_lite import budget as B
+    from simclr_book import budget as B
 
     monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
     g = torch.Generator().manual_seed(0)
@@ -102,7 +104,7 @@ def test_shared_model_is_trained_once(tmp_path, monkeypatch):
 
 
 def test_arms_differ_from_the_main_model_only_in_length_and_overrides(tmp_path, monkeypatch):
-    from simclr_lite import budget as B
+    from simclr_book import budget as B
 
     b = get_budget("cpu")
     main, arm = B.shared_config(b), B.arm_config(b, temperature=0.5)
@@ -119,7 +121,7 @@ def test_arms_differ_from_the_main_model_only_in_length_and_overrides(tmp_path, 
 
 
 def test_markdown_table_escapes_pipes():
-    from simclr_lite.budget import markdown_table
+    from simclr_book.budget import markdown_table
 
     t = markdown_table(["a", "b|c"], [[1, "x | y"], ["2\nz", 3]])
     assert t.splitlines() == ["| a | b\\|c |", "|---|---|", "| 1 | x \\| y |", "| 2 z | 3 |"]
@@ -128,7 +130,7 @@ def test_markdown_table_escapes_pipes():
 def test_gpu_results_read_a_chapter_file_and_ignore_quick_ones(tmp_path):
     import json
 
-    from simclr_lite.budget import gpu_line, gpu_results
+    from simclr_book.budget import gpu_line, gpu_results
 
     assert gpu_results(4, tmp_path) is None and "not measured yet" in gpu_line(4, tmp_path)
     rec = {"chapter": 4, "quick": False, "device": "NVIDIA H200", "commit": "abc1234", "wall_time_s": 480.0,
@@ -139,3 +141,43 @@ def test_gpu_results_read_a_chapter_file_and_ignore_quick_ones(tmp_path):
     assert "NVIDIA H200" in line and "8.0 min" in line and "head_none 71.0%" in line and "head_nonlinear 80.0%" in line
     (tmp_path / "ch04.json").write_text(json.dumps({**rec, "quick": True}))
     assert gpu_results(4, tmp_path) is None
+
+
+def test_simclr_lite_holds_no_book_machinery():
+    """The budgets, glue, tables and book/results live in simclr_book; simclr_lite never imports it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import simclr_lite
+
+    pkg = Path(simclr_lite.__file__).parent
+    assert not (pkg / "budget.py").exists()
+    for f in sorted(pkg.glob("*.py")):
+        text = f.read_text()
+        for word in ("simclr_book", "SIMCLR_BUDGET", "myst_nb", "book/results", "markdown_table"):
+            assert word not in text, f"simclr_lite/{f.name} mentions {word}"
+    modules = sorted(f.stem for f in pkg.glob("*.py") if f.stem not in ("__init__", "__main__"))
+    code = ("import sys, importlib\n" + "".join(f"importlib.import_module('simclr_lite.{m}')\n" for m in modules)
+            + "assert not any(m.split('.')[0] == 'simclr_book' for m in sys.modules), 'simclr_book imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_the_intros_budget_table_says_what_the_budgets_are():
+    """book/intro.md's table of budgets quotes each budget's sizes; they must be the code's (issue 31 found
+    the cpu row describing sizes and times the chapters no longer use)."""
+    import re
+    from pathlib import Path
+
+    from simclr_book.budget import _BUDGETS
+    text = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(smoke|cpu|gpu)` \|.*$", text, re.M)}
+    assert set(rows) == {"smoke", "cpu", "gpu"}
+    for name, row in rows.items():
+        b = _BUDGETS[name]
+        assert re.search(f"{b.model_train_images:,} / {b.model_test_images:,} (CIFAR-10 )?images", row), (name, row)
+        assert f"ResNet-{b.arch[len('resnet'):]}" in row, (name, row)
+    assert f"({_BUDGETS['cpu'].model_epochs} epochs)" in rows["cpu"] and f"{_BUDGETS['cpu'].arm_epochs}-epoch arms" in rows["cpu"]
+    assert f"{_BUDGETS['cpu'].train_images:,} / {_BUDGETS['cpu'].test_images:,}" in rows["cpu"]
+    assert f"shared models {_BUDGETS['gpu'].model_epochs} epochs, arms {_BUDGETS['gpu'].arm_epochs}" in rows["gpu"]
+    assert "about 10 minutes" not in text

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -9,6 +12,8 @@ import torch
 from simclr_lite import cache
 from simclr_lite.cache import _strip_docstrings, cached_pretrain, code_fingerprint, run_key
 from simclr_lite.config import Config
+
+from conftest import slow_loss
 
 
 def tiny_data(seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -47,7 +52,7 @@ def test_key_changes_with_what_the_run_computes_and_not_with_logging():
     data = tiny_data()
     k = run_key(tiny_cfg(), data)
     assert run_key(tiny_cfg(), data) == k
-    assert run_key(tiny_cfg(log_every=5, threads=1, data="/elsewhere"), data) == k
+    assert run_key(tiny_cfg(log_every=5, checkpoint_every=3, data="/elsewhere"), data) == k
     for change in (dict(temperature=0.1), dict(seed=1), dict(head="linear"), dict(epochs=2), dict(strength=1.0)):
         assert run_key(tiny_cfg(**change), data) != k, change
     assert run_key(tiny_cfg(), tiny_data(seed=1)) != k
@@ -111,20 +116,127 @@ def test_interrupted_run_leaves_no_entry(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "pretrain", broken)
     with pytest.raises(KeyboardInterrupt):
         cached_pretrain(tiny_cfg(), tiny_data(), root=tmp_path)
-    assert [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []   # no entry
 
 
-def test_a_second_process_waits_for_the_first_and_loads_its_run(tmp_path):
+def test_threads_are_in_the_key():
+    """The thread count changes float results in the last bits (issue 28): runs with another count
+    are other runs."""
+    data = tiny_data()
+    assert run_key(tiny_cfg(threads=1), data) != run_key(tiny_cfg(threads=2), data) != run_key(tiny_cfg(), data)
+
+
+def test_code_modules_are_derived_from_trains_imports():
+    assert {"train", "augment", "losses", "models", "optim", "sampling", "splits", "data"} <= set(cache.CODE_MODULES)
+    assert not {"cache", "errors", "__main__"} & set(cache.CODE_MODULES)
+
+
+# ---------------------------------------------------------------- recovery (issue 28)
+def _entry(root):
+    (folder,) = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["no_run_json", "truncated_checkpoint", "bad_run_json", "bad_metrics",
+                                    "no_metrics"])
+def test_a_broken_entry_is_set_aside_and_trained_again(tmp_path, capsys, damage):
+    data = tiny_data()
+    first = cached_pretrain(tiny_cfg(), data, name="t", root=tmp_path)
+    folder = _entry(tmp_path)
+    if damage == "no_run_json":
+        (folder / "run.json").unlink()
+    elif damage == "truncated_checkpoint":
+        ck = folder / "checkpoint.pt"
+        ck.write_bytes(ck.read_bytes()[:1000])
+    elif damage == "bad_run_json":
+        (folder / "run.json").write_text('{"status": "comp')
+    elif damage == "bad_metrics":
+        with open(folder / "metrics.jsonl", "a") as fh:
+            fh.write("garbage\n")
+    else:
+        (folder / "metrics.jsonl").unlink()
+    capsys.readouterr()
+    again = cached_pretrain(tiny_cfg(), data, name="t", root=tmp_path)
+    err = capsys.readouterr().err
+    assert again["cached"] is False and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("run cache:")]
+    assert folder.name in line and "set aside" in line and "training it again" in line, err
+    assert torch.equal(params(first["model"]), params(again["model"]))
+    assert len(list((tmp_path / ".broken").iterdir())) == 1 and _entry(tmp_path).name == folder.name
+    assert cached_pretrain(tiny_cfg(), data, name="t", root=tmp_path)["cached"] is True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_or_preempted_run_resumes_from_its_checkpoint(tmp_path, capfd, sig):
+    """kill -9 / SIGTERM while an arm trains: the next call resumes from the checkpoint (not step 0), the
+    lock and stale folders go, and the weights are those of a run never interrupted."""
+    cfg = tiny_cfg(epochs=3, checkpoint_every=1, threads=1)
+    data = tiny_data()
+    straight = cached_pretrain(cfg, data, name="t", root=tmp_path / "a")
+    root = tmp_path / "b"
+    key = run_key(cfg, data)
+    (root / f".t-{key}.99999999.1.tmp").mkdir(parents=True)        # an older version's dead temp folder
+    err_file = tmp_path / "child.err"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fd = os.open(err_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 2)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            torch.set_num_threads(1)
+            slow_loss(0.3)
+            cached_pretrain(cfg, data, name="t", root=root)
+            code = 0
+        except BaseException as e:  # noqa: BLE001
+            os.write(fd, f"{type(e).__name__}: {e}\n".encode())
+            code = 3
+        finally:
+            os._exit(code)
+    partial = root / f".{key}.partial"
+    deadline = time.monotonic() + 120
+    while not ((partial / "checkpoint.pt").exists() and _step(partial) >= 2):
+        assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0)
+        time.sleep(0.05)
+    os.kill(pid, sig)
+    _, status = os.waitpid(pid, 0)
+    if sig == signal.SIGKILL:
+        assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    else:
+        msg = err_file.read_text()
+        assert os.waitstatus_to_exitcode(status) == 3 and "Preempted" in msg, msg
+        assert "keeps its checkpoint" in msg and "call again" in msg and "--resume" not in msg, msg
+    saved = _step(partial)
+    assert saved >= 2 and (root / f".{key}.lock").exists()
+    capfd.readouterr()
+    resumed = cached_pretrain(cfg, data, name="t", root=root)
+    assert f"resuming the interrupted run t ({key}) from step {saved}" in capfd.readouterr().err
+    assert resumed["cached"] is False and resumed["steps"] == straight["steps"] == 9
+    assert torch.equal(params(straight["model"]), params(resumed["model"]))
+    assert sorted(p.name for p in root.iterdir()) == [f"t-{key}"]      # no lock, partial or stale folder left
+
+
+def _step(folder) -> int:
+    from simclr_lite.checkpoint import load_checkpoint
+    try:
+        return int(load_checkpoint(folder / "checkpoint.pt")["step"])
+    except Exception:  # noqa: BLE001 - being written
+        return 0
+
+
+@pytest.mark.parametrize("names", [("t", "t"), ("ch3", "ch4")])
+def test_a_second_process_waits_for_the_first_and_loads_its_run(tmp_path, names):
+    """Two processes ask for one key at once, under the same name or two chapters' names: one trains."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
-        results = pool.starmap(_train_in_child, [(str(tmp_path),), (str(tmp_path),)])
+        results = pool.starmap(_train_in_child, [(str(tmp_path), n) for n in names])
     assert sorted(results) == [False, True]          # one trained, the other loaded what it trained
     assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1
 
 
-def _train_in_child(root: str) -> bool:
+def _train_in_child(root: str, name: str = "t") -> bool:
     import time
 
     import simclr_lite.train as train
@@ -135,4 +247,4 @@ def _train_in_child(root: str) -> bool:
         return real(*a, **k)
     train.pretrain = slow
     torch.set_num_threads(1)
-    return cached_pretrain(tiny_cfg(), tiny_data(), name="t", root=root)["cached"]
+    return cached_pretrain(tiny_cfg(), tiny_data(), name=name, root=root)["cached"]

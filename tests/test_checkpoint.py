@@ -22,7 +22,9 @@ from simclr_lite.checkpoint import (
     set_rng_state,
 )
 from simclr_lite.errors import CheckpointError
-from simclr_lite.train import Config, epoch_permutation, pretrain
+from simclr_lite.config import Config
+from simclr_lite.sampling import epoch_permutation
+from simclr_lite.train import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +224,17 @@ def test_load_checkpoint_refuses_what_is_not_a_checkpoint(run_dir, tmp_path, kin
     assert not marker.exists()  # weights_only: nothing in the file ran
 
 
-def test_preemption_signals_are_the_ones_slurm_sends():
-    from simclr_lite.train import StopSignals
+def test_stop_signals_are_slurms_ctrl_c_and_hangup():
+    """SIGTERM / SIGUSR1 (SLURM's preemption signals), SIGINT (Ctrl-C) and SIGHUP (a closed terminal)
+    all checkpoint and stop; the handlers are put back afterwards."""
+    from simclr_lite.config import Config
+    from simclr_lite.train import Stop
 
-    before = signal.getsignal(signal.SIGTERM)
-    with StopSignals() as stop:
-        assert signal.getsignal(signal.SIGTERM) == stop._handle
-        assert signal.getsignal(signal.SIGUSR1) == stop._handle
-        os.kill(os.getpid(), signal.SIGUSR1)
-        assert stop.signal == signal.SIGUSR1
-    assert signal.getsignal(signal.SIGTERM) == before
+    sigs = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP)
+    before = [signal.getsignal(s) for s in sigs]
+    for sig in sigs:
+        with Stop(Config()) as stop:
+            assert all(signal.getsignal(s) == stop._handle for s in sigs)
+            os.kill(os.getpid(), sig)
+            assert stop.signal == sig and stop.after_step(1, 0.0) and stop.reason == "signal"
+        assert [signal.getsignal(s) for s in sigs] == before

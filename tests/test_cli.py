@@ -55,11 +55,11 @@ def test_pretrain_and_evaluate(trained, tree, capsys):
     from simclr_lite.__main__ import main
     from simclr_lite.data import load_dataset
     from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval
-    from simclr_lite.train import load_run
+    from simclr_lite.run import load_run
 
     for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "run.json"):
         assert (trained / f).exists()
-    assert main(["evaluate", str(trained), "--protocol", "knn", "--k", "10", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(trained), "--data", str(tree), "--protocol", "knn", "--k", "10", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     knn = json.loads((trained / "eval_knn.json").read_text())
     assert json.loads((trained / "eval.json").read_text()) == knn
@@ -71,7 +71,7 @@ def test_pretrain_and_evaluate(trained, tree, capsys):
     assert knn["top1"] == knn_accuracy(ftr, ytr, fte, yte, k=10) > 0.5   # 3 separable classes: chance is 1/3
     assert (f"knn top-1 {knn['top1']:.4f} on 24 test images (k=10 nearest of a bank of 72 train images)"
             in out), out
-    assert main(["evaluate", str(trained), "--protocol", "linear", "--epochs", "5", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(trained), "--data", str(tree), "--protocol", "linear", "--epochs", "5", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     linear = json.loads((trained / "eval_linear.json").read_text())
     assert linear["top1"] == linear_eval(ftr, ytr, fte, yte, epochs=5)["top1"] and linear["epochs"] == 5
@@ -79,7 +79,7 @@ def test_pretrain_and_evaluate(trained, tree, capsys):
     assert json.loads((trained / "eval.json").read_text()) == linear                  # the latest
     assert (f"linear top-1 {linear['top1']:.4f}, top-5 1.0000 on 24 test images (a linear classifier on "
             f"frozen h of 72 train images, 5 epochs)") in out, out
-    assert main(["evaluate", str(trained), "--protocol", "finetune", "--epochs", "1", "--label-fraction", "0.5",
+    assert main(["evaluate", str(trained), "--data", str(tree), "--protocol", "finetune", "--epochs", "1", "--label-fraction", "0.5",
                  "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     ft = json.loads((trained / "eval_finetune.json").read_text())
@@ -92,7 +92,7 @@ def test_pretrain_and_evaluate(trained, tree, capsys):
 def test_help_lists_every_flag_with_its_default():
     import dataclasses
 
-    from simclr_lite.train import PRESETS, Config
+    from simclr_lite.config import PRESETS, Config
     p = cli("pretrain", "--help")
     assert p.returncode == 0
     text = " ".join(p.stdout.split())          # argparse wraps lines: compare with spaces collapsed
@@ -117,7 +117,7 @@ def test_print_config_shows_a_presets_full_config_and_writes_nothing(tmp_path, c
     import dataclasses
 
     from simclr_lite.__main__ import main
-    from simclr_lite.train import preset
+    from simclr_lite.config import preset
     out = tmp_path / "run"
     assert main(["pretrain", "--preset", "cifar10-gpu", "--print-config", "--lr", "2", "--out", str(out)]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -228,7 +228,7 @@ def test_every_config_field_has_help_text():
     import dataclasses
 
     from simclr_lite.__main__ import _HELP
-    from simclr_lite.train import Config
+    from simclr_lite.config import Config
     missing = [f.name for f in dataclasses.fields(Config) if not _HELP.get(f.name)]
     assert not missing, f"Config fields without --help text: {missing}"
 

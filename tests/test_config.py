@@ -50,3 +50,58 @@ def test_presets_are_valid():
     with pytest.raises(ConfigError, match="unknown config field"):
         preset("cifar10-smoke", lrr=1.0)
     assert preset("cifar10-cpu", epochs=3).time_budget == 0.0   # explicit epochs: all of them
+
+
+# --------------------------------------------------------------------------- validation in one place (issue 29)
+# Where ConfigError may be raised, module by module. Config.validate checks every field and every combination
+# that needs no data; a rule that a module's public function needs too (temperature, colour strength,
+# architecture and width, learning rate, label fraction) is one function, called by both. Everything else
+# depends on the data, the files, the device or a function's own arguments, and is checked once, where it is.
+RAISE_SITES = {
+    "config.py": 17,      # Config.validate (14), Config.from_dict (3): a stored config that cannot be read
+    "augment.py": 1,      # check_strength: the rule for s
+    "losses.py": 9,       # check_temperature, the shapes of z_a / z_b and of the gathered batch, the margin,
+                          # and gradient_wrt_anchor's arguments
+    "models.py": 3,       # check_arch (arch, width), the projection head's kind
+    "optim.py": 3,        # check_lr, the names of the lr scaling and the optimiser
+    "data.py": 1,         # check_label_fraction
+    "evaluate.py": 1,     # knn_predict's k
+    "sampling.py": 2,     # the batch against the number of processes (known only under torchrun)
+    "distributed.py": 3,  # the device: no GPU, no GPU for this process, an unknown name
+    "splits.py": 1,       # decoded tensors passed with loader=stream
+    "train.py": 3,        # the view functions passed, the batch against the dataset, the data fingerprint on resume
+    "run.py": 12,         # the run folder: a file, locked, holds another run, resume identity, extend, bad JSON
+    "__main__.py": 4,     # a config.json that is not JSON, finetune on a stream run, evaluate's --epochs and
+                          # --test-limit
+}
+
+
+def _raise_sites() -> dict[str, int]:
+    import ast
+    from pathlib import Path
+
+    import simclr_lite
+    counts: dict[str, int] = {}
+    for path in sorted(Path(simclr_lite.__file__).parent.glob("*.py")):
+        n = sum(isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                and getattr(node.exc.func, "id", None) == "ConfigError" for node in ast.walk(ast.parse(path.read_text())))
+        if n:
+            counts[path.name] = n
+    return counts
+
+
+def test_config_errors_are_raised_where_listed():
+    """A new ``raise ConfigError`` must be added here with its reason: a second check of a rule that
+    already has one (the issue found the colour strength checked four times) fails this test."""
+    assert _raise_sites() == RAISE_SITES
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("strength", 3.0, "colour strength"), ("arch", "resnet99", "unknown architecture"), ("width", 0.0, "width"),
+    ("lr", float("nan"), "learning rate"), ("temperature", 0.0, "temperature"), ("image_size", 4096, "at most 2048"),
+])
+def test_validate_uses_the_one_rule_of_each_field(field, value, words):
+    from simclr_lite.config import Config
+    from simclr_lite.errors import ConfigError
+    with pytest.raises(ConfigError, match=words):
+        Config(**{field: value}).validate()

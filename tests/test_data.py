@@ -337,3 +337,38 @@ def test_load_dataset_reads_val_as_test(tmp_path):
     root = _mixed_tree(tmp_path / "in")
     x, y, classes = load_dataset(root, False, size=16)
     assert x.shape == (8, 3, 16, 16) and classes == ["n00", "n01"]
+
+
+# ---------------------------------------------------------------- issue 28
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_grayscale_is_scaled_not_saturated(tmp_path, fmt):
+    """A 0-65535 ramp decodes to 0-255 (mean 127.5), not to 255 everywhere (convert("RGB") clips)."""
+    import io
+
+    from PIL import Image
+
+    from simclr_lite.data import decode_image
+    ramp = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16), (64, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format=fmt)
+    rgb = decode_image(buf.getvalue(), f"ramp.{fmt.lower()}")
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    assert (rgb[..., 0] == rgb[..., 2]).all() and rgb.min() == 0 and rgb.max() == 255
+    assert abs(rgb.mean() - 127.5) < 0.5
+    assert np.array_equal(rgb[0, :, 0], np.rint(ramp[0].astype(np.float64) * 255 / 65535).astype(np.uint8))
+
+
+def test_cifar_batches_that_would_run_code_are_refused(tmp_path):
+    """CIFAR-10's python batches are unpickled with an allow-list (numpy arrays, plain containers):
+    a crafted batch names the global it wanted and runs nothing."""
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Evil(), "labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match=r"test_batch was refused, unread: it refers to .*open") as info:
+        load_cifar10(tmp_path, train=False)
+    assert "\n" not in str(info.value) and not marker.exists()

@@ -391,7 +391,7 @@ def tiny(tree: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _weights(run: Path) -> torch.Tensor:
-    from simclr_lite.train import load_run
+    from simclr_lite.run import load_run
 
     model, _ = load_run(run)
     return torch.cat([v.detach().flatten().double() for v in model.state_dict().values()
@@ -523,7 +523,7 @@ def test_uneven_batch_is_one_line_error_under_torchrun(tree, tmp_path):
 
 # ============================================================ 4. the ImageNet preset
 def test_imagenet_preset_lr_is_4_8():
-    from simclr_lite.train import PRESETS, preset
+    from simclr_lite.config import PRESETS, preset
 
     cfg = preset("imagenet-r50")
     assert (cfg.batch_size, cfg.optimizer, cfg.lr, cfg.lr_scaling) == (4096, "lars", 0.3, "linear")
@@ -537,7 +537,9 @@ def _mixed_tree(root: Path) -> Path:
 
 
 def test_imagenet_preset_pipeline_runs_and_checkpoints(tmp_path):
-    from simclr_lite.train import load_run, preset, pretrain
+    from simclr_lite.config import preset
+    from simclr_lite.run import load_run
+    from simclr_lite.train import pretrain
 
     data = _mixed_tree(tmp_path / "mini_imagenet")
     cfg = preset("imagenet-r50", data=str(data), image_size=64, arch="resnet10", width=0.125, batch_size=8,

@@ -40,7 +40,7 @@ from simclr_lite import evaluate as _evaluate
 from simclr_lite import train as _train
 from simclr_lite.checkpoint import load_checkpoint
 
-from conftest import make_tree
+from conftest import make_tree, slow_loss
 
 # imported once here, so that every forked child starts at once (torchvision alone takes seconds to import)
 _PRELOADED = (_cli, _evaluate, _train)
@@ -572,3 +572,259 @@ def test_evaluate_bad_values(reference, tmp_path):
     one_line_error(cli(["evaluate", str(reference), "--protocol", "finetune", "--label-fraction", "0"],
                        tmp_path / "log"), "--label-fraction", "(0, 1]", "got 0.0")
     assert not (reference / "eval.json").exists()
+
+
+# --------------------------------------------------------------------------- issue 28: a run is one run
+def _stopped_run(tree: Path, tmp_path: Path, env: bool = False) -> Path:
+    """A run stopped by SIGTERM after 4 steps (checkpoint at step 4 or 5): unfinished, resumable.
+    ``env``: its data comes from $SIMCLR_DATA, not --data."""
+    out = tmp_path / "run"
+    if env:
+        child = spawn(["pretrain", "--out", str(out), *RUN], tmp_path / "stop",
+                      hook=lambda: os.environ.__setitem__("SIMCLR_DATA", str(tree)))
+    else:
+        child = spawn(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "stop")
+    wait_for_lines(child, out, 4)
+    os.kill(child.pid, signal.SIGTERM)
+    assert child.wait() == 143, child.err
+    return out
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_resume_on_other_images_is_refused(tree, tmp_path, how):
+    """--data OTHER (or another $SIMCLR_DATA) on --resume: refused in one line, nothing changed."""
+    out = _stopped_run(tree, tmp_path, env=how == "env")
+    other = make_tree(tmp_path / "other", per_class=24)
+    for f in list((other / "train" / "class0").iterdir())[:3]:   # the same layout, other pixels
+        f.write_bytes((other / "train" / "class1" / f.name).read_bytes())
+    before = _snapshot(out)
+    if how == "flag":
+        child = cli(["pretrain", "--data", str(other), "--out", str(out), *RUN, "--resume"], tmp_path / "log")
+    else:
+        argv = ["pretrain", "--out", str(out), *RUN, "--resume"]
+        child = cli(argv, tmp_path / "log", hook=lambda: os.environ.__setitem__("SIMCLR_DATA", str(other)))
+    one_line_error(child, str(out), "other images", "--data")
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--dtype", "float64"], ["dtype='float32', not 'float64'"]),
+    (["--epochs", "5"], ["planned for 3 epochs, not 5", "--extend"]),
+    (["--epochs", "2"], ["cannot be shortened"]),
+    (["--extend"], ["already planned for 3 epochs"]),
+])
+def test_resume_with_another_trajectory_is_refused(tree, tmp_path, flags, words):
+    out = _stopped_run(tree, tmp_path)
+    before = _snapshot(out)
+    one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--resume", *flags],
+                       tmp_path / "log"), *words)
+    assert _snapshot(out) == before
+
+
+def test_extend_is_explicit_and_recorded(tree, reference, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--resume", "--epochs", "4", "--extend"],
+                tmp_path / "log")
+    assert child.rc == 0, child.err
+    cfg, run = (json.loads((out / f).read_text()) for f in ("config.json", "run.json"))
+    assert cfg["epochs"] == run["config"]["epochs"] == 4 and cfg["extended_from"] == run["config"]["extended_from"] == 3
+    assert run["steps"] == 12 and load_checkpoint(out / "checkpoint.pt")["step"] == 12
+    assert [r[1] for r in metric_rows(out)][:STEPS + 3] == [r[1] for r in metric_rows(reference)]  # history kept
+
+
+def test_a_finished_run_is_never_erased(tree, reference, tmp_path):
+    """--resume on a finished run: nothing to train, its results stay byte for byte (run.json's kNN too);
+    --resume --epochs 1 is refused instead of writing a null kNN."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    before = _snapshot(out)
+    child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--resume"], tmp_path / "log")
+    assert child.rc == 0 and "already holds a finished run" in child.out and "kNN top-1" in child.out, child.err
+    assert _snapshot(out) == before
+    one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--resume", "--epochs", "1"],
+                       tmp_path / "log2"), "cannot be shortened")
+    assert _snapshot(out) == before and json.loads((out / "run.json").read_text())["knn_top1"] is not None
+
+
+def test_a_second_writer_is_refused_while_the_run_is_live(tree, tmp_path):
+    out = tmp_path / "run"
+    first = spawn(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "first",
+                  hook=lambda: slow_loss(0.4))
+    wait_for_lines(first, out, 2)
+    second = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--resume"], tmp_path / "second")
+    one_line_error(second, str(out), "being written by another process", f"pid {first.pid}")
+    # evaluate may read it, and says it is still training, and records the step it used
+    ev = cli(["evaluate", str(out), "--data", str(tree), "--k", "5"], tmp_path / "ev")
+    assert ev.rc == 0 and f"still being trained (pid {first.pid})" in ev.err, ev.err
+    rec = json.loads((out / "eval.json").read_text())
+    assert rec["run_still_training"] is True and 1 <= rec["checkpoint_step"] < STEPS
+    assert first.wait() == 0, first.err
+    steps = [r[1] for r in metric_rows(out)]
+    assert len(steps) == STEPS + 3 and steps == sorted(steps)       # no duplicate or out-of-order lines
+    assert not (out / ".lock").exists() or _lock_is_free(out)
+
+
+def _lock_is_free(out: Path) -> bool:
+    from simclr_lite.run import writer_pid
+    return writer_pid(out) is None
+
+
+# --------------------------------------------------------------------------- issue 28: a received run folder
+def _crafted_cifar(folder: Path, marker: Path) -> None:
+    """A cifar-10-batches-py folder whose batches would run code if unpickled with plain pickle."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (batches / name).write_bytes(pickle.dumps({"data": Evil(), "labels": [0]}, protocol=2))
+
+
+def test_a_received_run_folder_cannot_point_evaluate_at_code(reference, tmp_path):
+    """A run folder whose checkpoint config names crafted CIFAR-10 batches: evaluate never reads that path
+    unless --data passes it, and even then reads no code from a batch file."""
+    from simclr_lite.checkpoint import atomic_save
+    marker = tmp_path / "PWNED"
+    crafted = tmp_path / "crafted"
+    _crafted_cifar(crafted, marker)
+    received = tmp_path / "received"
+    shutil.copytree(reference, received)
+    ck = load_checkpoint(received / "checkpoint.pt")
+    ck["config"] = json.dumps({**json.loads(ck["config"]), "data": str(crafted)})
+    atomic_save(ck, received / "checkpoint.pt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_default = lambda: os.environ.__setitem__("SIMCLR_DATA", str(empty))  # noqa: E731
+    err = one_line_error(cli(["evaluate", str(received)], tmp_path / "log", hook=no_default), str(empty))
+    assert str(crafted) not in err and not marker.exists()
+    one_line_error(cli(["evaluate", str(received), "--data", str(crafted)], tmp_path / "log2"),
+                   "data_batch_1", "refused")
+    assert not marker.exists()
+
+
+def test_an_unknown_setting_in_a_checkpoint_is_one_line(reference, tmp_path):
+    from simclr_lite.checkpoint import atomic_save
+    run = tmp_path / "newer"
+    shutil.copytree(reference, run)
+    ck = load_checkpoint(run / "checkpoint.pt")
+    ck["config"] = json.dumps({**json.loads(ck["config"]), "flux_capacitor": 1.21})
+    atomic_save(ck, run / "checkpoint.pt")
+    one_line_error(cli(["evaluate", str(run), "--data", "x"], tmp_path / "log"), "flux_capacitor",
+                   "another version")
+
+
+# --------------------------------------------------------------------------- issue 28: evaluate's results
+@pytest.mark.parametrize("args,words", [
+    (["--protocol", "linear", "--epochs", "-1"], ["--epochs must be at least 1, got -1"]),
+    (["--protocol", "linear", "--epochs", "0"], ["--epochs must be at least 1, got 0"]),
+    (["--test-limit", "-1"], ["--test-limit must be at least 1"]),
+    (["--protocol", "finetune", "--label-fraction", "nan"], ["(--label-fraction) must be in (0, 1]", "nan"]),
+    (["--k", "0"], ["kNN needs k >= 1, got 0"]),
+])
+def test_evaluate_refuses_meaningless_arguments(reference, tree, tmp_path, args, words):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    one_line_error(cli(["evaluate", str(run), "--data", str(tree), *args], tmp_path / "log"), *words)
+    assert not list(run.glob("eval*.json")) and not list(run.glob(".eval*"))
+
+
+def test_evaluate_records_its_checkpoint_step(reference, tree, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    child = cli(["evaluate", str(run), "--data", str(tree), "--k", "5"], tmp_path / "log")
+    assert child.rc == 0, child.err
+    rec = json.loads((run / "eval.json").read_text())
+    assert (rec["checkpoint_step"], rec["checkpoint_epoch"], rec["run_epochs"], rec["run_still_training"]) == \
+        (STEPS, 3, 3, False)
+    assert f"checkpoint at step {STEPS} (epoch 3 of 3)" in child.out
+
+
+def test_evaluate_on_a_full_disk_prints_the_result_and_names_the_file(reference, tree, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+
+    def full_disk() -> None:
+        import simclr_lite.checkpoint as C
+        real = C.os.fsync
+
+        def fsync(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        C.os.fsync = fsync
+        del real
+    child = cli(["evaluate", str(run), "--data", str(tree), "--k", "5"], tmp_path / "log", hook=full_disk)
+    one_line_error(child, f"could not write {run / 'eval_knn.json'}", "No space left on device", "free disk space")
+    assert "--resume" not in child.err and "knn top-1 " in child.out
+    assert not list(run.glob("eval*.json")) and not list(run.glob(".eval*"))
+
+
+# --------------------------------------------------------------------------- issue 28: messages
+def test_full_disk_before_any_checkpoint_does_not_mention_resume(tree, tmp_path):
+    out = tmp_path / "run"
+    child = cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log",
+                hook=lambda: _checkpoint_writes(lambda i, p: _FailingFile(p, 2048, "enospc") if i == 1 else None))
+    err = one_line_error(child, f"could not write checkpoint {out / 'checkpoint.pt'}", "No space left on device",
+                         "start the run again")
+    assert "--resume" not in err and "is kept" not in err
+
+
+def test_unwritable_out_parent_does_not_mention_a_checkpoint(tree, tmp_path):
+    out = tmp_path / "locked" / "run"
+
+    def no_write() -> None:
+        import pathlib
+        real = pathlib.Path.mkdir
+
+        def mkdir(self, *a, **k):
+            if self == out:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real(self, *a, **k)
+        pathlib.Path.mkdir = mkdir
+    err = one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log",
+                             hook=no_write), "Permission denied", str(out), "permissions", "no checkpoint was written")
+    assert "--resume" not in err
+
+
+def test_divergence_before_any_checkpoint_says_none_was_written(tree, tmp_path):
+    out = tmp_path / "run"
+    err = one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(out), *RUN, "--lr", "1e30",
+                              "--checkpoint-every", "0"], tmp_path / "log"), "NaN/inf", "--lr",
+                         "no checkpoint was written")
+    assert "--resume" not in err and "last good checkpoint" not in err and not (out / "checkpoint.pt").exists()
+
+
+def test_huge_image_size_is_one_line(tree, tmp_path):
+    one_line_error(cli(["pretrain", "--data", str(tree), "--out", str(tmp_path / "o"), *TINY, "--image-size",
+                        "100000"], tmp_path / "log"), "--image-size must be at most 2048, got 100000")
+    assert not (tmp_path / "o").exists()
+
+
+def test_one_class_warns_that_knn_says_nothing(tmp_path):
+    root = make_tree(tmp_path / "one", classes=1, per_class=48)
+    child = cli(["pretrain", "--data", str(root), "--out", str(tmp_path / "o"), *TINY, "--epochs", "1"],
+                tmp_path / "log")
+    assert child.rc == 0 and "kNN top-1 1.0000" in child.out, child.err
+    assert "warning: the training data has 1 class" in child.err and "says nothing" in child.err
+
+
+# --------------------------------------------------------------------------- issue 28: signals
+@pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_ctrl_c_and_hangup_save_a_checkpoint_and_resume_exactly(tree, reference, tmp_path, sig, rc):
+    out = tmp_path / "run"
+    child = spawn(["pretrain", "--data", str(tree), "--out", str(out), *RUN], tmp_path / "log")
+    wait_for_lines(child, out, 3)
+    os.kill(child.pid, sig)
+    assert child.wait() == rc, child.err
+    err = child.err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and signal.Signals(sig).name in err, err
+    saved = int(err.split("saved a checkpoint at step ")[1].split()[0])
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == saved
+    resume_to_end(tree, out, tmp_path / "log_end")
+    assert_same_run(out, reference)

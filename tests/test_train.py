@@ -10,7 +10,9 @@ import torch
 
 from simclr_lite.checkpoint import load_checkpoint
 from simclr_lite.errors import ConfigError, TrainingError
-from simclr_lite.train import Config, load_run, preset, pretrain
+from simclr_lite.config import Config, preset
+from simclr_lite.run import load_run
+from simclr_lite.train import pretrain
 
 from conftest import mixed_mode_tree, real_cifar_root
 
@@ -145,7 +147,7 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_tree, tmp_path, monk
         return loss * float("nan") if calls["n"] == 2 else loss
     monkeypatch.setitem(LOSSES, "nt_xent", flaky)
     with pytest.raises(TrainingError, match=r"NaN/inf at step 4 .*--lr.*--temperature"):
-        pretrain(tiny_cfg(tiny_tree, epochs=2), out, resume=True, progress=False)
+        pretrain(tiny_cfg(tiny_tree, epochs=2), out, resume=True, extend=True, progress=False)
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
@@ -238,10 +240,10 @@ def test_stream_loader_trains_resumes_exactly_and_evaluates(tmp_path):
     with pytest.raises(ConfigError, match="cannot be combined with loader=stream"):
         pretrain(cfg(), progress=False, data=(torch.zeros(4, 3, 16, 16, dtype=torch.uint8),) * 4)
     from simclr_lite.__main__ import main
-    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "knn", "--k", "5", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(tmp_path / "a"), "--data", str(root), "--protocol", "knn", "--k", "5", "--device", "cpu"]) == 0
     ev = json.loads((tmp_path / "a" / "eval.json").read_text())
     assert ev["test_images"] == 16 and ev["top1"] == knn_top1_of_run(tmp_path / "a", k=5) > 0.75  # chance: 0.5
-    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "finetune", "--device", "cpu"]) == 2
+    assert main(["evaluate", str(tmp_path / "a"), "--data", str(root), "--protocol", "finetune", "--device", "cpu"]) == 2
 
 
 def test_stream_and_memory_loaders_see_the_same_images_per_step(tmp_path, monkeypatch):
@@ -297,17 +299,55 @@ def test_steady_state_steps_read_nothing_back_from_the_device(tiny_tree, monkeyp
 
 def test_several_processes_share_their_stop_decision_every_sync_every_steps(monkeypatch):
     """With several processes the stop flags and the time budget's clock are all-reduced (a host sync)
-    only every ``sync_every`` steps; alone, never."""
+    only every ``every`` steps; alone, never."""
     import simclr_lite.train as T
     calls = []
     monkeypatch.setattr(T.D, "all_max", lambda *v, device=None: calls.append(v) or v)
-    stop, clock = T.StopSignals(), {"time_fraction": 0.0}
     cfg = Config(time_budget=1.0)
+    stop = T.Stop(cfg, world_size=2, every=4, device=torch.device("cpu"))
     for step in range(1, 13):
-        flags = T._stop_flags(stop, cfg, clock, 30.0 * step, step, 2, 4, torch.device("cpu"))
-        assert flags[3] == (step >= 2 and step % 4 == 0)           # stops at the first shared step past 60 s
-        assert clock["time_fraction"] == 0.5 * 4 * (step // 4)     # the clock moves at shared steps only
+        now = stop.after_step(step, 30.0 * step)
+        assert now == (step >= 2 and step % 4 == 0)                # stops at the first shared step past 60 s
+        assert stop.time_fraction == 0.5 * 4 * (step // 4)          # the clock moves at shared steps only
+        assert stop.reason == ("time_budget" if now else stop.reason)
     assert len(calls) == 3
     calls.clear()
-    assert T._stop_flags(stop, cfg, clock, 30.0, 5, 1, 4, torch.device("cpu"))[2] is False
-    assert not calls and clock["time_fraction"] == 0.5                # alone: local, every step
+    alone = T.Stop(cfg, world_size=1, every=4, device=torch.device("cpu"))
+    assert alone.after_step(5, 30.0) is False
+    assert not calls and alone.time_fraction == 0.5 and alone.reason is None   # alone: local, every step
+
+
+def test_no_helper_in_train_takes_more_than_six_parameters():
+    """Issue 29: the loop reads as Algorithm 1; what its helpers share travels in RunState, Stop, Parts."""
+    import ast
+    import inspect
+
+    import simclr_lite.train as T
+    tree = ast.parse(inspect.getsource(T))
+    wide = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != "pretrain":
+            names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                     if a.arg not in ("self", "cls")]
+            if len(names) > 6:
+                wide[node.name] = len(names)
+    assert not wide, wide
+    assert len([n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]) > 10   # it did look at them
+
+
+def test_resume_with_another_thread_count_says_it_is_not_exact(tiny_tree, tmp_path, capsys):
+    """Issue 28: float results depend on the thread count in the last bits; a resume with another count
+    warns (and the run cache keys on it: tests/test_cache.py)."""
+    before = torch.get_num_threads()
+    try:
+        pretrain(tiny_cfg(tiny_tree, epochs=2, time_limit=1e-9, threads=1), tmp_path / "r", progress=False)
+        capsys.readouterr()
+        pretrain(tiny_cfg(tiny_tree, epochs=2, threads=2), tmp_path / "r", resume=True, progress=False)
+        err = capsys.readouterr().err
+        assert "trained with 1 CPU threads and resumes with 2" in err and "--threads 1" in err, err
+        pretrain(tiny_cfg(tiny_tree, epochs=2, time_limit=1e-9, threads=1), tmp_path / "s", progress=False)
+        capsys.readouterr()
+        pretrain(tiny_cfg(tiny_tree, epochs=2, threads=1), tmp_path / "s", resume=True, progress=False)
+        assert "threads" not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -5,32 +5,37 @@ environment variable (or their first cell) and size their runs from it:
 
 - ``smoke``: what CI runs (``pytest --nbval``); seconds per experiment, on a
   few thousand images; only checks that the code works and numbers are sane.
-- ``cpu``: the default for a reader and for the outputs stored in the book;
-  a chapter finishes in about 10 minutes on 2 CPU cores.
+- ``cpu``: a reader without a GPU, and the outputs stored in the book;
+  sized for 2 CPU cores.
 - ``gpu``: ResNet-18 with the CIFAR stem at the paper's CIFAR-10 settings
   (Appendix B.9) on one GPU.
+- ``auto`` (the default, also when ``SIMCLR_BUDGET`` is unset): ``gpu`` when
+  CUDA is visible, else ``cpu``. :meth:`Budget.how_picked` says which one a
+  chapter got and why; every chapter prints it.
 
 This module holds no method of the paper; it keeps the chapters' set-up
-(data, base config, wall-clock timing, machine description) in one place so
-that every chapter reports its budget, device and wall time the same way.
+(data, base config, shared models, wall-clock timing, tables, results of the
+full-scale runs) in one place so that every chapter reports its budget,
+device and wall time the same way. Devices are named by
+:func:`simclr_lite.distributed.describe_device`.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
 
-from .data import label_subset, load_cifar10
-from .errors import ConfigError
-from .config import Config, preset
-from .distributed import describe_device
+from simclr_lite.config import Config, preset
+from simclr_lite.data import label_subset, load_cifar10
+from simclr_lite.distributed import describe_device
+from simclr_lite.errors import ConfigError
 
-BUDGETS = ("smoke", "cpu", "gpu")
+BUDGETS = ("smoke", "cpu", "gpu")   # the sizes; SIMCLR_BUDGET=auto (the default) picks cpu or gpu
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Budget:
     model_test_images: int = 10000    # test images they are evaluated on
     model_epochs: int = 24            # epochs of the shared models (each budget below sets its own)
     arm_epochs: int = 4               # epochs of each arm of a chapter's sweep on the full-size data
+    # how get_budget chose this budget, e.g. "SIMCLR_BUDGET=smoke" (not a size: two budgets that differ
+    # only in it are equal)
+    picked_by: str = field(default="", compare=False)
 
     def config(self, **overrides: Any) -> Config:
         """A pretraining :class:`~simclr_lite.config.Config` at this budget, plus overrides.
@@ -74,7 +82,12 @@ class Budget:
         """One line for a chapter's output: budget, data size, model and device."""
         return (f"budget {self.name}: {self.train_images:,} train / {self.test_images:,} test CIFAR-10 images, "
                 f"{self.arch} x{self.width:g} (stem stride {self.stem_stride}), batch {self.batch_size}, "
-                f"{self.epochs} epochs (sweeps: {self.short_epochs}), on {machine(self.device)}")
+                f"{self.epochs} epochs (sweeps: {self.short_epochs}), on {describe_device(self.device)}")
+
+    def how_picked(self) -> str:
+        """One line for a chapter's set-up cell: which budget it runs and how :func:`get_budget` chose it,
+        e.g. ``the cpu budget (SIMCLR_BUDGET unset, so auto: no CUDA GPU is visible), device cpu``."""
+        return f"the {self.name} budget ({self.picked_by or 'chosen by name'}), device {self.device}"
 
 
 _BUDGETS = {
@@ -94,14 +107,25 @@ _BUDGETS = {
 
 
 def get_budget(name: str | None = None) -> Budget:
-    """The budget called ``name``, else ``$SIMCLR_BUDGET``, else ``cpu``."""
-    name = (name or os.environ.get("SIMCLR_BUDGET") or "cpu").strip().lower()
-    if name not in _BUDGETS:
-        raise ConfigError(f"unknown budget {name!r}; set SIMCLR_BUDGET to one of {', '.join(BUDGETS)}")
-    b = _BUDGETS[name]
+    """The budget called ``name``, else ``$SIMCLR_BUDGET``, else ``auto``.
+
+    ``auto`` is ``gpu`` when ``torch.cuda.is_available()``, else ``cpu``. The returned budget's
+    :meth:`~Budget.how_picked` says which rule chose it.
+    """
+    env = os.environ.get("SIMCLR_BUDGET", "").strip()   # set but empty: unset
+    given = (name or env or "auto").strip().lower()
+    how = (f"get_budget({name!r})" if name else f"SIMCLR_BUDGET={env}" if env else "SIMCLR_BUDGET unset")
+    if given == "auto":
+        cuda = torch.cuda.is_available()
+        given = "gpu" if cuda else "cpu"
+        how += (", so auto: " if how == "SIMCLR_BUDGET unset" else ": ") + \
+            ("a CUDA GPU is visible" if cuda else "no CUDA GPU is visible")
+    if given not in _BUDGETS:
+        raise ConfigError(f"unknown budget {given!r}; set SIMCLR_BUDGET to auto or one of {', '.join(BUDGETS)}")
+    b = _BUDGETS[given]
     if b.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("the gpu budget needs a CUDA GPU and none is visible; use SIMCLR_BUDGET=cpu")
-    return b
+        raise ConfigError("the gpu budget needs a CUDA GPU and none is visible; use SIMCLR_BUDGET=cpu (or auto)")
+    return replace(b, picked_by=how)
 
 
 def load_data(budget: Budget, root: str | os.PathLike | None = None, seed: int = 0, full: bool = False,
@@ -158,7 +182,7 @@ def shared_model(name: str = "main", budget: Budget | None = None,
     ``wall_time_s`` of the training, ``knn_top1`` on ``model_test_images`` test images, ``config``).
     ``data`` saves reloading ``load_data(budget, full=True)`` when the chapter already has it.
     """
-    from .cache import cached_pretrain
+    from simclr_lite.cache import cached_pretrain
 
     budget = budget or get_budget()
     cfg = shared_config(budget, name)
@@ -210,9 +234,6 @@ def glue(name: str, value: Any) -> None:
     _glue(name, value, display=False)
 
 
-machine = describe_device   # the device as results files name it, e.g. ``CPU (x86_64, 2 threads, torch 2.5.1)``
-
-
 class Stopwatch:
     """Wall-clock time of a ``with`` block: ``with Stopwatch() as sw: ...; sw.seconds``."""
 
@@ -248,7 +269,7 @@ def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment
     """Arm ``name`` of ``budget`` (:func:`arm_config` plus ``overrides``) on ``data``: trained on the first
     call, loaded from the run cache after (:func:`simclr_lite.cache.cached_pretrain`, which also explains
     ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
-    from .cache import cached_pretrain
+    from simclr_lite.cache import cached_pretrain
 
     cfg = arm_config(budget, **overrides)
     if "log_every" not in overrides:     # four loss points per epoch, whichever chapter trains the arm first

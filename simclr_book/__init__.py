@@ -1,0 +1,17 @@
+"""simclr_book: the book's kit, beside the package it teaches.
+
+The chapters of the book (``book/*.ipynb``) import :mod:`simclr_lite` for
+SimCLR itself and this package for what only the book needs:
+
+- :mod:`simclr_book.budget`: the budgets (``SIMCLR_BUDGET=auto|smoke|cpu|gpu``,
+  one setting sizes every experiment), the chapters' data, the shared models
+  and sweep arms (trained once, through :mod:`simclr_lite.cache`), the
+  Markdown tables, glue and the results of the full-scale runs
+  (``book/results/gpu/``).
+
+``simclr_lite`` never imports this package; the same ``pip install`` installs
+both.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
