@@ -14,7 +14,7 @@ fi
 # Arguments go to this pytest (e.g. tests/test_losses.py -x); without a path it runs tests/ (testpaths).
 python3 -m pytest "${@:-tests}"
 # The >>> usage examples in the package's docstrings (every module imports cleanly, __main__.py included).
-python3 -m pytest --doctest-modules simclr_lite -q -p no:cacheprovider
+python3 -m pytest --doctest-modules simclr_lite simclr_book -q -p no:cacheprovider
 # The book's chapters need CIFAR-10: $SIMCLR_DATA, data/, or torchvision's download.
 if python3 -c "from simclr_lite.data import load_cifar10; load_cifar10(train=False, download=True)" >/dev/null 2>&1; then
   SIMCLR_BUDGET=smoke python3 -m pytest --nbval --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg \

@@ -253,6 +253,13 @@ class Stopwatch:
         return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def losses_of(summary: dict[str, Any]) -> list[float]:
+    """A run's logged training losses (means over windows of ``log_every`` steps), or its epoch means where
+    fewer were logged: the curves chapters 3 and 4 draw."""
+    steps = [m["loss"] for m in summary["history"] if m["kind"] == "step"]
+    return steps if len(steps) >= 2 else [m["loss"] for m in summary["history"] if m["kind"] == "epoch"]
+
+
 def arm_config(budget: Budget, **overrides: Any) -> Config:
     """An arm of a chapter's sweep: the main shared model's recipe (:func:`shared_config`) for
     ``budget.arm_epochs`` epochs, with no kNN points during training, plus ``overrides``.
