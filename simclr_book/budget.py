@@ -178,11 +178,11 @@ def shared_model(name: str = "main", budget: Budget | None = None,
                  data: tuple[torch.Tensor, ...] | None = None, progress: bool = False) -> dict[str, Any]:
     """Shared model ``name`` of ``budget``: trained on the first call, loaded from the run cache after.
 
-    Returns :func:`simclr_lite.cache.cached_pretrain`'s summary (``model``, ``history``, ``cached``,
+    Returns :func:`simclr_book.cache.cached_pretrain`'s summary (``model``, ``history``, ``cached``,
     ``wall_time_s`` of the training, ``knn_top1`` on ``model_test_images`` test images, ``config``).
     ``data`` saves reloading ``load_data(budget, full=True)`` when the chapter already has it.
     """
-    from simclr_lite.cache import cached_pretrain
+    from simclr_book.cache import cached_pretrain
 
     budget = budget or get_budget()
     cfg = shared_config(budget, name)
@@ -274,9 +274,9 @@ def arm_config(budget: Budget, **overrides: Any) -> Config:
 def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment: Any = None,
               augment_key: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Arm ``name`` of ``budget`` (:func:`arm_config` plus ``overrides``) on ``data``: trained on the first
-    call, loaded from the run cache after (:func:`simclr_lite.cache.cached_pretrain`, which also explains
+    call, loaded from the run cache after (:func:`simclr_book.cache.cached_pretrain`, which also explains
     ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
-    from simclr_lite.cache import cached_pretrain
+    from simclr_book.cache import cached_pretrain
 
     cfg = arm_config(budget, **overrides)
     if "log_every" not in overrides:     # four loss points per epoch, whichever chapter trains the arm first

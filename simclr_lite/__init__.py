@@ -12,7 +12,6 @@ One concept of the paper per module:
 - :mod:`simclr_lite.splits`: a dataset split in memory or streamed, and its features.
 - :mod:`simclr_lite.train`: the pretraining loop (Algorithm 1).
 - :mod:`simclr_lite.run`: the run folder (config, metrics, checkpoint, summary) and ``load_run``.
-- :mod:`simclr_lite.cache`: runs trained once and reused (the book's shared models), keyed by config, data, code.
 - :mod:`simclr_lite.evaluate`: kNN monitor, linear evaluation, fine-tuning.
 - :mod:`simclr_lite.distributed`: torchrun / DDP, global BN, gathered negatives.
 

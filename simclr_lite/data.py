@@ -72,7 +72,7 @@ def cache_dir() -> Path:
 def fingerprint(tensors: Iterable[torch.Tensor]) -> str:
     """SHA-256 of the tensors' shapes, dtypes and bytes: what a dataset *is*, wherever it is stored.
 
-    A resumed run (:mod:`simclr_lite.run`) and the run cache (:mod:`simclr_lite.cache`) compare it,
+    A resumed run (:mod:`simclr_lite.run`) and the book's run cache compare it,
     so another copy of the same images is accepted and other images are not.
     """
     h = hashlib.sha256()

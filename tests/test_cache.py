@@ -1,4 +1,4 @@
-"""simclr_lite.cache: a run trained once and loaded back, keyed by what it computes."""
+"""simclr_book.cache: a run trained once and loaded back, keyed by what it computes."""
 from __future__ import annotations
 
 import ast
@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from simclr_lite import cache
-from simclr_lite.cache import _strip_docstrings, cached_pretrain, code_fingerprint, run_key
+from simclr_book import cache
+from simclr_book.cache import _strip_docstrings, cached_pretrain, code_fingerprint, run_key
 from simclr_lite.config import Config
 
 from conftest import slow_loss

@@ -1,4 +1,4 @@
-"""Trained once: a cache of pretraining runs, keyed by what the run computes.
+"""Trained once: the book's cache of pretraining runs and of other results, keyed by what they compute.
 
 The book's chapters evaluate the same trained encoders again and again
 (chapter 1's model is chapter 4's Table 3 and t-SNE model and chapter 6's
@@ -45,14 +45,16 @@ from typing import Any
 
 import torch
 
-from .config import NO_EFFECT, Config
-from .data import cache_dir, fingerprint
-from .errors import Preempted, SimCLRError
-from .run import load_run, read_json, read_metrics
+import simclr_lite
+from simclr_lite.checkpoint import atomic_save
+from simclr_lite.config import NO_EFFECT, Config
+from simclr_lite.data import cache_dir, fingerprint
+from simclr_lite.errors import Preempted, SimCLRError
+from simclr_lite.run import load_run, read_json, read_metrics
 
 # Config fields that do not change the trained weights or the summary's numbers.
 NOT_IN_KEY = NO_EFFECT
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(simclr_lite.__file__).resolve().parent     # the package whose code computes a run
 # Imported by train but never deciding what a run computes: errors and the run folder's files.
 _NOT_COMPUTING = ("errors", "checkpoint", "run")
 
@@ -199,7 +201,7 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
     names what the functions compute (and changes when they do): code cannot be keyed reliably.
     The summary's ``wall_time_s`` is the training time of the run when it was trained.
     """
-    from . import train   # train imports this package's modules; imported here to keep this one light
+    from simclr_lite import train   # imported here to keep this module light (torchvision)
 
     if (augment is None) != (augment_key is None):
         raise ValueError("cached_pretrain: pass augment and augment_key together (the key names the views, "
@@ -241,8 +243,34 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def _checkpoint_step(folder: Path) -> int:
-    from .checkpoint import load_checkpoint
+    from simclr_lite.checkpoint import load_checkpoint
     try:
         return int(load_checkpoint(folder / "checkpoint.pt")["step"])
     except SimCLRError:
         return 0
+
+
+# ---------------------------------------------------------------- results other than runs (chapter 5)
+def result_key(parts: dict[str, Any]) -> str:
+    """16 hex digits of a SHA-256 of ``parts`` (settings, data fingerprints) with the package's code
+    (:func:`code_fingerprint`) and the torch version: the key of a result computed once."""
+    parts = {**parts, "code": code_fingerprint(), "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def results_dir() -> Path:
+    """``<cache>/results``: results other than run folders (:func:`cached_result`, chapter 5's torchrun runs)."""
+    return cache_dir() / "results"
+
+
+def cached_result(name: str, parts: dict[str, Any], compute: Any) -> dict[str, Any]:
+    """``compute()`` once, then loaded: a dict of tensors and numbers saved atomically under
+    :func:`results_dir` as ``<name>-<result_key(parts)>.pt`` and loaded with ``weights_only=True``;
+    ``cached`` says whether it was loaded."""
+    path = results_dir() / f"{name}-{result_key(parts)}.pt"
+    if path.exists():
+        return {**torch.load(path, weights_only=True), "cached": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = compute()
+    atomic_save(rec, path)
+    return {**rec, "cached": False}
