@@ -175,12 +175,13 @@ def shared_config(budget: Budget, name: str = "main") -> Config:
 
 
 def shared_model(name: str = "main", budget: Budget | None = None,
-                 data: tuple[torch.Tensor, ...] | None = None, progress: bool = False) -> dict[str, Any]:
+                 data: tuple[torch.Tensor, ...] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Shared model ``name`` of ``budget``: trained on the first call, loaded from the run cache after.
 
     Returns :func:`simclr_book.cache.cached_pretrain`'s summary (``model``, ``history``, ``cached``,
     ``wall_time_s`` of the training, ``knn_top1`` on ``model_test_images`` test images, ``config``).
-    ``data`` saves reloading ``load_data(budget, full=True)`` when the chapter already has it.
+    ``data`` saves reloading ``load_data(budget, full=True)`` when the chapter already has it;
+    ``progress`` as :func:`simclr_book.cache.cached_pretrain` (None: a bar when a person runs the notebook).
     """
     from simclr_book.cache import cached_pretrain
 

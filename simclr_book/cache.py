@@ -188,15 +188,31 @@ def _clean_stale(root: Path, key: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def interactive() -> bool:
+    """True in a notebook that a person runs (its front-end accepts input), False under nbconvert, nbval
+    and in scripts: so a reader sees each run's progress bar, and none lands in the book's stored outputs.
+
+    Jupyter front-ends (Lab, Notebook, Colab) send their cells with ``allow_stdin`` true; nbclient
+    (nbconvert) and nbval send theirs with it false, and the kernel keeps it for the running cell.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the book's requirements
+        return False
+    kernel = getattr(get_ipython(), "kernel", None)
+    return bool(getattr(kernel, "_allow_stdin", False))
+
+
 def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-                    name: str = "run", progress: bool = False, root: str | os.PathLike | None = None,
+                    name: str = "run", progress: bool | None = None, root: str | os.PathLike | None = None,
                     augment: Any = None, augment_key: str | None = None) -> dict[str, Any]:
     """:func:`~simclr_lite.train.pretrain` ``cfg`` on ``data``, or load the same run from the cache.
 
     Returns pretrain's summary with the trained ``model`` (eval mode, on the CPU), the metric
     ``history``, ``cached`` (True when it was loaded) and ``folder`` (the run folder).
     ``name`` only labels the folder (``<name>-<key>``): a run stored under another name with the same
-    key is loaded, not trained again. ``root`` replaces :func:`runs_dir`.
+    key is loaded, not trained again. ``root`` replaces :func:`runs_dir`. ``progress``: the training's
+    progress bar (None: shown when a person runs the notebook, :func:`interactive`).
     ``augment`` (one view function or a pair, as in ``pretrain``) needs ``augment_key``, a string that
     names what the functions compute (and changes when they do): code cannot be keyed reliably.
     The summary's ``wall_time_s`` is the training time of the run when it was trained.
@@ -207,6 +223,7 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
         raise ValueError("cached_pretrain: pass augment and augment_key together (the key names the views, "
                          "e.g. augment_key='fig5:crop>color')")
     root = Path(root) if root is not None else runs_dir()
+    progress = interactive() if progress is None else progress
     key = run_key(cfg, data, augment_key)
     root.mkdir(parents=True, exist_ok=True)
     lock = root / f".{key}.lock"

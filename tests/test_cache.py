@@ -248,3 +248,34 @@ def _train_in_child(root: str, name: str = "t") -> bool:
     train.pretrain = slow
     torch.set_num_threads(1)
     return cached_pretrain(tiny_cfg(), tiny_data(), name=name, root=root)["cached"]
+
+
+# ---------------------------------------------------------------- a reader's progress bars (issue 30)
+class _Kernel:
+    def __init__(self, allow_stdin: bool) -> None:
+        self._allow_stdin = allow_stdin
+
+
+class _Shell:
+    def __init__(self, allow_stdin: bool) -> None:
+        self.kernel = _Kernel(allow_stdin)
+
+
+@pytest.mark.parametrize("allow_stdin", [True, False])
+def test_progress_shows_to_a_reader_and_never_under_nbconvert_or_nbval(tmp_path, monkeypatch, allow_stdin):
+    """A person's notebook sends its cells with allow_stdin; nbclient and nbval without: the bar follows."""
+    import IPython
+
+    import simclr_lite.train as train
+    assert cache.interactive() is False                       # a script, or pytest
+    monkeypatch.setattr(IPython, "get_ipython", lambda: _Shell(allow_stdin))
+    assert cache.interactive() is allow_stdin
+    seen = {}
+    real = train.pretrain
+
+    def spy(*a, **k):
+        seen["progress"] = k["progress"]
+        return real(*a, **{**k, "progress": False})
+    monkeypatch.setattr(train, "pretrain", spy)
+    cached_pretrain(tiny_cfg(), tiny_data(), name="p", root=tmp_path)
+    assert seen["progress"] is allow_stdin
