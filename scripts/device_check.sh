@@ -2,7 +2,9 @@
 # The GPU session's one script (device tool): writes everything under $OUT.
 #   1. the cifar10-cpu candidate sweep (benchmarks/sweep_cpu_preset.py), all runs side by side;
 #   2. the performance benchmarks (benchmarks/gpu_all.sh, issue 5);
-#   3. a short cifar10-gpu pretraining run (ResNet-18, the paper's CIFAR settings) with its metrics.
+#   3. a short cifar10-gpu pretraining run (ResNet-18, the paper's CIFAR settings) with its metrics;
+#   4. (STAGES=book) every chapter at the smoke budget on cuda under nbval (SIMCLR_DEVICE=cuda):
+#      the book's code paths on a GPU (devices, autocast) in a few minutes.
 # Data: CIFAR-10 archives carried in .devcarry/cifar10/ (never committed).
 set -u
 export PYTHONUNBUFFERED=1
@@ -26,6 +28,12 @@ if [[ $STAGES == *gpu* ]]; then
     --warmup-epochs 1 --knn-every 5 --out /tmp/gpu-run --no-progress 2>&1 | tail -5
   cp /tmp/gpu-run/run.json "$R/cifar10-gpu-run.json" 2>/dev/null
   cp /tmp/gpu-run/metrics.jsonl "$R/cifar10-gpu-metrics.jsonl" 2>/dev/null
+fi
+if [[ $STAGES == *book* ]]; then
+  SIMCLR_BUDGET=smoke SIMCLR_DEVICE=cuda timeout ${BOOK_S:-420} python3 -m pytest --nbval --nbval-current-env \
+    --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-cell-timeout 300 -p no:cacheprovider -q \
+    book/[0-9][0-9]_*.ipynb > "$R/book-smoke-cuda.txt" 2>&1
+  echo "book at smoke on cuda: rc $?"; tail -5 "$R/book-smoke-cuda.txt"
 fi
 tar czf "$OUT/results.tar.gz" -C "$R" . && ls -la "$R" && cp "$R/device.txt" "$OUT/"
 echo "total $(( $(date +%s) - t0 )) s"

@@ -109,7 +109,9 @@ _BUDGETS = {
 def get_budget(name: str | None = None) -> Budget:
     """The budget called ``name``, else ``$SIMCLR_BUDGET``, else ``auto``.
 
-    ``auto`` is ``gpu`` when ``torch.cuda.is_available()``, else ``cpu``. The returned budget's
+    ``auto`` is ``gpu`` when ``torch.cuda.is_available()``, else ``cpu``. ``$SIMCLR_DEVICE`` (cpu or
+    cuda) runs a budget's sizes on another device: ``SIMCLR_BUDGET=smoke SIMCLR_DEVICE=cuda`` is the GPU
+    check of every chapter (``scripts/device_check.sh``). The returned budget's
     :meth:`~Budget.how_picked` says which rule chose it.
     """
     env = os.environ.get("SIMCLR_BUDGET", "").strip()   # set but empty: unset
@@ -123,8 +125,14 @@ def get_budget(name: str | None = None) -> Budget:
     if given not in _BUDGETS:
         raise ConfigError(f"unknown budget {given!r}; set SIMCLR_BUDGET to auto or one of {', '.join(BUDGETS)}")
     b = _BUDGETS[given]
+    device = os.environ.get("SIMCLR_DEVICE", "").strip().lower()   # the GPU check: smoke sizes on cuda
+    if device:
+        if device not in ("cpu", "cuda"):
+            raise ConfigError(f"SIMCLR_DEVICE must be cpu or cuda, got {device!r}")
+        b, how = replace(b, device=device), how + f"; SIMCLR_DEVICE={device}"
     if b.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("the gpu budget needs a CUDA GPU and none is visible; use SIMCLR_BUDGET=cpu (or auto)")
+        raise ConfigError(f"the {b.name} budget on cuda needs a CUDA GPU and none is visible; use "
+                          f"SIMCLR_BUDGET=cpu (or auto) and leave SIMCLR_DEVICE unset")
     return replace(b, picked_by=how)
 
 

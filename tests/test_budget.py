@@ -181,3 +181,22 @@ def test_the_intros_budget_table_says_what_the_budgets_are():
     assert f"{_BUDGETS['cpu'].train_images:,} / {_BUDGETS['cpu'].test_images:,}" in rows["cpu"]
     assert f"shared models {_BUDGETS['gpu'].model_epochs} epochs, arms {_BUDGETS['gpu'].arm_epochs}" in rows["gpu"]
     assert "about 10 minutes" not in text
+
+
+def test_simclr_device_runs_a_budgets_sizes_on_another_device(monkeypatch):
+    """SIMCLR_BUDGET=smoke SIMCLR_DEVICE=cuda is the GPU check of the whole book (scripts/device_check.sh);
+    without a GPU it is refused in one line, and a bad value too."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("SIMCLR_BUDGET", "smoke")
+    monkeypatch.setenv("SIMCLR_DEVICE", "cpu")
+    b = get_budget()
+    assert b.device == "cpu" and b.config().device == "cpu" and "SIMCLR_DEVICE=cpu" in b.how_picked()
+    monkeypatch.setenv("SIMCLR_DEVICE", "cuda")
+    with pytest.raises(ConfigError, match="smoke budget on cuda needs a CUDA GPU"):
+        get_budget()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    b = get_budget()
+    assert (b.name, b.device, b.config().device, b.batch_size) == ("smoke", "cuda", "cuda", 128)
+    monkeypatch.setenv("SIMCLR_DEVICE", "tpu")
+    with pytest.raises(ConfigError, match="SIMCLR_DEVICE must be cpu or cuda"):
+        get_budget()
