@@ -117,11 +117,6 @@ def code_fingerprint(modules: tuple[str, ...] = CODE_MODULES) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(tensors: tuple[torch.Tensor, ...]) -> str:
-    """SHA-256 of the tensors' shapes, dtypes and bytes (:func:`simclr_lite.data.fingerprint`)."""
-    return fingerprint(tensors)
-
-
 def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> str:
     """The cache key of pretraining ``cfg`` on ``data`` (see the module docstring); 16 hex digits.
 
@@ -129,7 +124,7 @@ def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None
     asymmetric branches), which the config does not describe; None: the config's SimCLRAugment.
     """
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    parts: dict[str, Any] = {"config": fields, "data": data_fingerprint(data), "code": code_fingerprint(),
+    parts: dict[str, Any] = {"config": fields, "data": fingerprint(data), "code": code_fingerprint(),
                              "torch": torch.__version__}
     if augment_key is not None:      # absent otherwise, so the keys of runs without it stay what they were
         parts["augment"] = augment_key

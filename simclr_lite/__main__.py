@@ -227,18 +227,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import label_subset
     from .distributed import describe_device, resolve_device
     from .evaluate import describe_result, fine_tune, knn_accuracy, linear_eval, save_result
-    from .run import load_run
     from .sampling import subset_indices
     from .splits import load_splits
 
     from .checkpoint import load_checkpoint
-    from .run import writer_pid
+    from .run import model_of, writer_pid
 
     _check_evaluate_args(args)
     run = Path(args.run)
     dev = resolve_device(args.device)
-    model, cfg = load_run(run, dev)
-    ckpt = load_checkpoint(run / "checkpoint.pt")
+    ckpt = load_checkpoint(run / "checkpoint.pt")       # read once: the model and the step it reached
+    model, cfg = model_of(ckpt, run / "checkpoint.pt")
+    model = model.to(dev).eval()
     step, epoch = int(ckpt["step"]), int(ckpt["epoch"])
     pid = writer_pid(run)
     if pid is not None:

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write
 from .errors import ConfigError, DataError, SimCLRError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -240,7 +241,6 @@ def _cached(source: Path, extra: str, build) -> tuple[torch.Tensor, torch.Tensor
         except (OSError, ValueError, KeyError, EOFError):
             path.unlink(missing_ok=True)  # a broken cache is rebuilt, never trusted
     images, labels, classes = build()
-    from .checkpoint import atomic_write
     try:
         atomic_write(path, lambda fh: np.savez(fh, images=images.numpy(), labels=labels.numpy(),
                                                classes=np.array(classes)), "")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import autocast_dtype
+from .checkpoint import atomic_write
 from .errors import ConfigError
 
 
@@ -281,8 +282,6 @@ def describe_result(result: dict[str, Any]) -> str:
 def save_result(run: str | Path, result: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``result`` to ``eval_<protocol>.json`` (each protocol's latest) and ``eval.json`` (the latest
     of any protocol, ``{"protocol", "top1", ...}``) in the run folder, each atomically; return both paths."""
-    from .checkpoint import atomic_write
-
     run = Path(run)
     paths = (run / f"eval_{result['protocol']}.json", run / "eval.json")
     text = (json.dumps(result, indent=2) + "\n").encode()

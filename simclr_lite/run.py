@@ -111,6 +111,7 @@ class RunFolder:
         self.path = Path(out) if out is not None else None
         self.writer = writer and self.path is not None
         self._lock: Any = None
+        self._saved: dict[str, Any] = {}     # the config.json of the run that resume continues
 
     @property
     def checkpoint(self) -> Path | None:
@@ -147,7 +148,7 @@ class RunFolder:
             return
         if not cfg_path.exists():
             raise ConfigError(f"--resume: {out} holds no run (no config.json); start the run without --resume")
-        saved = read_json(cfg_path)
+        saved = self._saved = read_json(cfg_path)
         Config.from_dict(saved, str(cfg_path))
         diff = [k for k in IDENTITY_FIELDS if k in saved and saved[k] != getattr(cfg, k)]
         if diff:
@@ -167,9 +168,8 @@ class RunFolder:
                               f"pass a larger --epochs")
 
     def planned_epochs(self) -> int:
-        """The epochs the run in this folder was planned for (its config.json), 0 without one."""
-        path = self.path / "config.json" if self.path is not None else None
-        return int(read_json(path).get("epochs", 0)) if path is not None and path.exists() else 0
+        """The epochs the resumed run was planned for (its config.json, read by :meth:`check`)."""
+        return int(self._saved.get("epochs", 0))
 
     def open(self, resume: bool) -> dict[str, Any] | None:
         """Make the folder and take its lock (the writer), and read a resumed run's checkpoint (every
@@ -226,14 +226,19 @@ class RunFolder:
 
 def load_run(out: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """The trained SimCLR model and config of a run folder (checkpoint loaded with weights_only)."""
-    out = Path(out)
-    ckpt = load_checkpoint(out / "checkpoint.pt")
+    path = Path(out) / "checkpoint.pt"
+    model, cfg = model_of(load_checkpoint(path), path)
+    return model.to(device).eval(), cfg
+
+
+def model_of(ckpt: dict[str, Any], path: Path) -> tuple[torch.nn.Module, Config]:
+    """The SimCLR model (on the CPU, in train mode) and config that a loaded checkpoint holds."""
     try:
         saved = json.loads(ckpt["config"])
     except (TypeError, ValueError):
         saved = None
-    cfg = Config.from_dict(saved, f"the config stored in {out / 'checkpoint.pt'}")
+    cfg = Config.from_dict(saved, f"the config stored in {path}")
     model = build_model(cfg)
     state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ckpt["model"].items()}
-    load_model_state(model, state, str(out / "checkpoint.pt"))
-    return model.to(device).eval(), cfg
+    load_model_state(model, state, str(path))
+    return model, cfg

@@ -151,11 +151,12 @@ class RunState:
         self.window_n = 0
         return mean
 
-    def check_finite(self, saved: bool) -> None:
-        """Stop at the first non-finite loss, before anything is saved from the broken weights (a host sync)."""
+    def check_finite(self, folder: RunFolder) -> None:
+        """Stop at the first non-finite loss, before anything is saved from the broken weights (a host sync);
+        the message says whether ``folder`` holds a good checkpoint to go back to."""
         fb = int(self.first_bad)
         if fb >= 0:
-            kept = "the last good checkpoint is kept" if saved else "no checkpoint was written"
+            kept = "the last good checkpoint is kept" if folder.has_checkpoint() else "no checkpoint was written"
             raise TrainingError(
                 f"loss became NaN/inf at step {fb} (epoch {self.epoch}); {kept}. "
                 f"Usual causes: learning rate too high (--lr), temperature too low (--temperature), "
@@ -350,7 +351,7 @@ def _train(cfg: Config, folder: RunFolder, state: RunState, parts: Parts, log: "
                 stop_now = stop.after_step(state.step, state.wall_s())
                 sched.step()                                                       # warmup, then cosine
                 if state.step % stop.every == 0 or state.step % cfg.log_every == 0:
-                    state.check_finite(saved=folder.has_checkpoint())
+                    state.check_finite(folder)
                 if state.step % cfg.log_every == 0:
                     log({"kind": "step", "step": state.step, "epoch": epoch + (s + 1) / L.steps_per_epoch,
                          "loss": state.window_mean(), "lr": sched.get_last_lr()[0], "time_s": round(state.wall_s(), 2)})
@@ -478,7 +479,7 @@ def _knn(model: torch.nn.Module, L: _Loop, cfg: Config, final: bool) -> tuple[fl
 def _save(folder: RunFolder, state: RunState, cfg: Config, parts: Parts, data_id: str | None) -> None:
     """Checkpoint (every rank calls it: the running losses are averaged over ranks first), after the
     NaN check: nothing is saved from broken weights."""
-    state.check_finite(saved=folder.has_checkpoint())
+    state.check_finite(folder)
     e_loss, w_loss = float(D.all_mean(state.epoch_loss)), float(D.all_mean(state.window_loss))
     if not folder.writer:
         return

@@ -85,9 +85,9 @@ def test_commit_outside_a_repository_is_none(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- no machine paths recorded
 @pytest.mark.parametrize("text,expected", [
-    ("SIMCLR_DATA=/work/shared/datasets PYTHONPATH=/work/benchdeps python benchmarks/bench_knn.py",
+    ("SIMCLR_DATA=/scratch/ann/datasets PYTHONPATH=/scratch/ann/benchdeps python benchmarks/bench_knn.py",
      "SIMCLR_DATA=PATH PYTHONPATH=PATH python benchmarks/bench_knn.py"),
-    ("python benchmarks/cpu_quality.py --data /home/ann/cifar --run /tmp/runs/q --out=/root/out/x.json",
+    ("python benchmarks/cpu_quality.py --data /home/ann/cifar --run /tmp/runs/q --out=/home/ann/out/x.json",
      "python benchmarks/cpu_quality.py --data PATH --run PATH --out=PATH"),
     ("PYTHONPATH=/tmp/site:{repo} python x.py", "PYTHONPATH=PATH:. python x.py"),
     ("CIFAR-10 train from $SIMCLR_DATA={repo}/.devcarry", "CIFAR-10 train from $SIMCLR_DATA=.devcarry"),
@@ -108,7 +108,7 @@ def test_public_paths_hides_machine_folders(text, expected):
 def test_recorded_command_line_has_no_machine_paths(monkeypatch):
     C = _common()
     monkeypatch.setattr(sys, "argv", [str(C.REPO / "benchmarks" / "bench_knn.py"), "--out", "/tmp/o", "--reps", "2"])
-    monkeypatch.setenv("SIMCLR_DATA", "/work/shared/datasets")
+    monkeypatch.setenv("SIMCLR_DATA", "/scratch/ann/datasets")
     monkeypatch.setenv("PYTHONPATH", f"/tmp/site:{C.REPO}")
     monkeypatch.delenv("BENCH_QUICK", raising=False)
     assert C._command_line() == "SIMCLR_DATA=PATH PYTHONPATH=PATH:. python benchmarks/bench_knn.py --out PATH --reps 2"

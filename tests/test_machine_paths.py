@@ -1,7 +1,7 @@
 """No tracked file records an absolute path of the machine it was made on.
 
 Results files, READMEs and the chapters' stored outputs record commands and data sources; written on a
-machine they pick up its folders (``SIMCLR_DATA=/work/shared/datasets``, ``--out /root/out/ch02.json``,
+machine they pick up its folders (``SIMCLR_DATA=/scratch/ann/datasets``, ``--out /home/ann/out/ch02.json``,
 ``PYTHONPATH=/tmp/site``, a scratch folder ``/tmp/simclr_ch07_...``). Those say nothing to a reader of the
 repository and differ from machine to machine; record ``PATH`` or a repo-relative path instead (the
 benchmarks do, through ``benchmarks/_common.public_paths``).
@@ -41,11 +41,11 @@ ALLOWED = [
     ("scripts/device_check.sh", "/tmp/gpu-run/run.json", "scratch run folder on the device machine"),
     ("scripts/device_check.sh", "/tmp/gpu-run/metrics.jsonl", "scratch run folder on the device machine"),
     ("scripts/device_check.sh", "/tmp/gpu-run", "scratch run folder on the device machine"),
-    ("tests/test_bench_common.py", "/work/shared/datasets", "a sample that public_paths must hide"),
-    ("tests/test_bench_common.py", "/work/benchdeps", "a sample that public_paths must hide"),
+    ("tests/test_bench_common.py", "/scratch/ann/datasets", "a sample that public_paths must hide"),
+    ("tests/test_bench_common.py", "/scratch/ann/benchdeps", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/home/ann/cifar", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/tmp/runs/q", "a sample that public_paths must hide"),
-    ("tests/test_bench_common.py", "/root/out/x.json", "a sample that public_paths must hide"),
+    ("tests/test_bench_common.py", "/home/ann/out/x.json", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/tmp/site", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/tmp/o", "a sample that public_paths must hide"),
     ("tests/test_machine_paths.py", "*", "this test's own patterns and samples"),
@@ -122,11 +122,11 @@ def test_every_allowed_path_is_still_there(found):
 
 
 @pytest.mark.parametrize("text,paths", [
-    ('"command": "SIMCLR_DATA=/work/shared/datasets python x.py"', ["/work/shared/datasets"]),
-    ("python scripts/book_gpu.py --chapter 2 --out /root/out/ch02.json", ["/root/out/ch02.json"]),
+    ('"command": "SIMCLR_DATA=/scratch/ann/datasets python x.py"', ["/scratch/ann/datasets"]),
+    ("python scripts/book_gpu.py --chapter 2 --out /home/ann/out/ch02.json", ["/home/ann/out/ch02.json"]),
     ("| PYTHONPATH=/tmp/site python benchmarks/bench_knn.py |", ["/tmp/site"]),
     ("scratch folder for runs and trees: /tmp/simclr_ch07_f9luk13k\n", ["/tmp/simclr_ch07_f9luk13k"]),
-    ("PYTHONPATH=/work/benchdeps:/work/main", ["/work/benchdeps", "/work/main"]),
+    ("PYTHONPATH=/scratch/ann/benchdeps:/home/ann/simclr-book", ["/scratch/ann/benchdeps", "/home/ann/simclr-book"]),
     ("data in /home/alice/cifar10, or /Users/bob/data", ["/home/alice/cifar10", "/Users/bob/data"]),
     ("'/scratch/run1'", ["/scratch/run1"]),
     ("--data PATH --out PATH, 12.5 img/s, data/work/x, ratio 3/4", []),
@@ -141,13 +141,13 @@ def test_notebooks_are_scanned_in_their_outputs_only():
     """A cell's code may name /tmp; what a run printed, displayed or recorded may not; images are skipped."""
     nb = {"metadata": {"kernelspec": {"name": "python3"}}, "cells": [
         {"cell_type": "code", "source": ["tmp = Path('/tmp/scratch')\n"], "metadata": {}, "outputs": [
-            {"output_type": "stream", "name": "stdout", "text": ["saved in /work/main/runs/x\n"]},
+            {"output_type": "stream", "name": "stdout", "text": ["saved in /home/ann/simclr-book/runs/x\n"]},
             {"output_type": "display_data", "metadata": {},
-             "data": {"image/png": "iVBORw0/tmp/abc+/root/x==", "text/markdown": ["| cmd | --data /root/d |"]}},
+             "data": {"image/png": "iVBORw0/tmp/abc+/home/ann/x==", "text/markdown": ["| cmd | --data /home/ann/d |"]}},
             {"output_type": "error", "ename": "OSError", "evalue": "no /home/u/f", "traceback": []}]},
         {"cell_type": "markdown", "source": ["Set `--work /tmp/w` for scratch."], "metadata": {}}]}
     paths = [p for _, text in notebook_records(nb) for p in machine_paths(text)]
-    assert paths == ["/work/main/runs/x", "/root/d", "/home/u/f"]
+    assert paths == ["/home/ann/simclr-book/runs/x", "/home/ann/d", "/home/u/f"]
 
 
 def test_allow_list_is_small_and_explained():
