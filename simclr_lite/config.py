@@ -61,6 +61,8 @@ class Config:
                                      # margin_triplet always normalises: its margin is in cosine units)
     semi_hard: bool = False          # semi-hard negative mining for nt_logistic / margin_triplet (Table 4)
     margin: float = 0.5              # margin m of margin_triplet (Table 2)
+    neg_group: int = 0               # nt_xent: negatives only from sub-batches of this many pairs (0: the whole
+                                     # batch); Fig. 9's control: fewer negatives, same images, steps and batch
     # optimisation (Sec. 2.2, B.1)
     epochs: int = 500
     batch_size: int = 512            # global batch, split evenly over processes
@@ -116,11 +118,14 @@ class Config:
         for name in ("image_size", "proj_dim", "stem_stride", "log_every", "knn_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("train_limit", "test_limit", "warmup_epochs", "workers", "decode_size", "weight_decay",
-                     "momentum", "knn_every", "knn_bank", "threads", "proj_hidden", "checkpoint_every",
+        for name in ("train_limit", "test_limit", "neg_group", "warmup_epochs", "workers", "decode_size",
+                     "weight_decay", "momentum", "knn_every", "knn_bank", "threads", "proj_hidden", "checkpoint_every",
                      "time_limit", "time_budget", "nan_check_every"):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.neg_group and (self.loss != "nt_xent" or self.neg_group < 2 or self.batch_size % self.neg_group):
+            raise ConfigError(f"--neg-group {self.neg_group} needs --loss nt_xent and a divisor (>= 2) of the "
+                              f"batch size {self.batch_size}; or set --neg-group 0 (negatives from the whole batch)")
         if not self.margin >= 0:
             raise ConfigError(f"--margin must be >= 0, got {self.margin}")
         if not self.knn_t > 0:
@@ -162,7 +167,7 @@ class Config:
     def loss_args(self) -> dict[str, Any]:
         """The keyword arguments that ``LOSSES[self.loss]`` takes from the config (eq. 1, Table 2):
         ``LOSSES[cfg.loss](z_a, z_b, **cfg.loss_args())`` is the loss a run trains with."""
-        return {"nt_xent": dict(temperature=self.temperature, normalize=self.normalize),
+        return {"nt_xent": dict(temperature=self.temperature, normalize=self.normalize, group=self.neg_group),
                 "nt_logistic": dict(temperature=self.temperature, normalize=self.normalize,
                                     semi_hard=self.semi_hard),
                 "margin_triplet": dict(margin=self.margin, semi_hard=self.semi_hard)}[self.loss]

@@ -130,7 +130,7 @@ def _logits(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool,
 # ------------------------------------------------------------------------- NT-Xent
 def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True, *,
             z_a_all: Tensor | None = None, z_b_all: Tensor | None = None,
-            offset: int = 0) -> Tensor:
+            offset: int = 0, group: int = 0) -> Tensor:
     """NT-Xent, the normalized temperature-scaled cross entropy of eq. 1.
 
     For an anchor i with positive j, ``l(i, j) = -log exp(s_ij/tau) / sum_{k != i} exp(s_ik/tau)``,
@@ -174,12 +174,47 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool 
     >>> bool(nt_xent(z_a, z_a + 0.1 * torch.randn(8, 16)) < nt_xent(z_a, z_b))
     True
 
-    Book: chapter 3, ``book/03_nt_xent.ipynb``.
+    Fewer negatives, all else equal: ``group=g`` (a divisor of N) splits the batch into
+    consecutive sub-batches of g pairs and contrasts each anchor only with the 2g - 2
+    views of its own sub-batch; the loss is the mean over all 2N anchors as before
+    (so ``group=N`` is the plain loss). It isolates what Fig. 9 attributes to batch
+    size, the number of negatives, from the number of images and steps:
+
+    >>> z = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    >>> halves = (nt_xent(z[:4], z[:4] + 0.1) + nt_xent(z[4:], z[4:] + 0.1)) / 2
+    >>> torch.allclose(nt_xent(z, z + 0.1, group=4), halves)
+    True
+
+    Book: chapter 3, ``book/03_nt_xent.ipynb``; ``group``: chapter 5 (Fig. 9's control).
     """
     check_temperature(temperature)
     _check_batch(z_a, z_b, z_a_all, z_b_all, offset)
+    if group:
+        return _nt_xent_grouped(z_a, z_b, temperature, normalize, group, z_a_all is not None)
     logits, pos_cols, _ = _logits(z_a, z_b, temperature, normalize, z_a_all, z_b_all, offset)
     return F.cross_entropy(logits, pos_cols)
+
+
+def _nt_xent_grouped(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, group: int,
+                     gathered: bool) -> Tensor:
+    """:func:`nt_xent` within each sub-batch of ``group`` consecutive pairs: one batched
+    ``(N/g, 2g, 2g)`` matmul, the diagonals masked, targets ``(i + g) mod 2g``."""
+    n, d = z_a.shape
+    if gathered:
+        raise ConfigError("--neg-group restricts negatives within one process's batch; run it on one "
+                          "process (no torchrun) or set --neg-group 0")
+    if group < 2 or n % group:
+        raise ConfigError(f"--neg-group must be at least 2 and divide the batch of {n} pairs, got {group}; "
+                          f"use a divisor of the batch size, or 0 for the whole batch")
+    v = torch.cat([z_a.reshape(n // group, group, d), z_b.reshape(n // group, group, d)], dim=1)
+    v = v.to(_compute_dtype(z_a))
+    v = F.normalize(v, dim=2) if normalize else v
+    with _autocast_off(v.device):
+        logits = (v * (1.0 / temperature)) @ v.transpose(1, 2)
+    eye = torch.eye(2 * group, dtype=torch.bool, device=v.device)
+    logits = logits.masked_fill(eye, torch.finfo(logits.dtype).min)
+    target = (torch.arange(2 * group, device=v.device) + group) % (2 * group)
+    return F.cross_entropy(logits.reshape(-1, 2 * group), target.repeat(n // group))
 
 
 def nt_xent_naive(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,

@@ -58,10 +58,11 @@ def test_presets_are_valid():
 # architecture and width, learning rate, label fraction) is one function, called by both. Everything else
 # depends on the data, the files, the device or a function's own arguments, and is checked once, where it is.
 RAISE_SITES = {
-    "config.py": 17,      # Config.validate (14), Config.from_dict (3): a stored config that cannot be read
+    "config.py": 18,      # Config.validate (15), Config.from_dict (3): a stored config that cannot be read
     "augment.py": 1,      # check_strength: the rule for s
-    "losses.py": 9,       # check_temperature, the shapes of z_a / z_b and of the gathered batch, the margin,
-                          # and gradient_wrt_anchor's arguments
+    "losses.py": 11,      # check_temperature, the shapes of z_a / z_b and of the gathered batch, the margin,
+                          # gradient_wrt_anchor's arguments, and nt_xent's group against the batch (and one
+                          # process: the group is within a process's own batch)
     "models.py": 3,       # check_arch (arch, width), the projection head's kind
     "optim.py": 3,        # check_lr, the names of the lr scaling and the optimiser
     "data.py": 1,         # check_label_fraction
@@ -105,3 +106,14 @@ def test_validate_uses_the_one_rule_of_each_field(field, value, words):
     from simclr_lite.errors import ConfigError
     with pytest.raises(ConfigError, match=words):
         Config(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("fields", [dict(neg_group=3, batch_size=512), dict(neg_group=1, batch_size=512),
+                                    dict(neg_group=64, batch_size=512, loss="nt_logistic")])
+def test_neg_group_must_divide_the_batch_and_need_nt_xent(fields):
+    from simclr_lite.config import Config
+    from simclr_lite.errors import ConfigError
+    with pytest.raises(ConfigError, match="--neg-group"):
+        Config(**fields).validate()
+    Config(neg_group=64, batch_size=512).validate()      # a divisor, with nt_xent: fine
+    assert Config(neg_group=64).loss_args() == dict(temperature=0.5, normalize=True, group=64)

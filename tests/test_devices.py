@@ -19,7 +19,7 @@ from torch import nn
 
 from simclr_lite.config import Config, preset
 from simclr_lite.distributed import autocast_dtype
-from simclr_lite.evaluate import extract_features, fine_tune, knn_accuracy, knn_predict
+from simclr_lite.evaluate import extract_features, fine_tune, knn_accuracy, knn_predict, linear_eval
 from simclr_lite.run import load_run
 from simclr_lite.splits import Split
 from simclr_lite.train import pretrain
@@ -76,7 +76,7 @@ def _meta_generators(monkeypatch) -> None:
 
 
 def test_entry_points_take_a_device():
-    for fn in (extract_features, fine_tune, load_run, Split.features):
+    for fn in (extract_features, fine_tune, linear_eval, load_run, Split.features):
         assert "device" in inspect.signature(fn).parameters, fn.__qualname__
     # fine_tune's default is the encoder's own device, not the CPU
     assert inspect.signature(fine_tune).parameters["device"].default is None
@@ -153,6 +153,25 @@ def test_split_features_use_the_device():
     with pytest.raises(_Stop):
         Split(_images(), torch.zeros(8, dtype=torch.long)).features(enc, Config(), torch.device("meta"))
     assert enc.seen[0]["input"] == enc.seen[0]["weight"] == "meta"
+
+
+def test_linear_eval_trains_on_the_device_asked_for(monkeypatch):
+    """CPU features, the layer trained on the device asked for (the spy sees the logits and the labels)."""
+    seen = []
+
+    def spy(logits, labels, *a, **k):
+        seen.append((logits.device.type, labels.device.type))
+        raise _Stop
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    with pytest.raises(_Stop):
+        linear_eval(x, y, x, y, epochs=1, device="meta")
+    assert seen == [("meta", "meta")]
+    seen.clear()
+    with pytest.raises(_Stop):
+        linear_eval(x, y, x, y, epochs=1)            # default: where the features are
+    assert seen == [("cpu", "cpu")]
 
 
 def test_knn_runs_where_its_features_are():

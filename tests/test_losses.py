@@ -44,6 +44,40 @@ def test_nt_xent_matches_algorithm_1(n, d, temperature, normalize):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("n,group", [(4, 2), (8, 4), (12, 3), (12, 6), (16, 2)])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_nt_xent_within_sub_batches_matches_algorithm_1_per_sub_batch(n, group, normalize):
+    """Fig. 9's control (``group``): each sub-batch of g consecutive pairs is its own Algorithm 1 batch; the
+    loss is their mean (equal sizes: the mean over all 2N anchors), and so are the gradients."""
+    z_a, z_b = pairs(n, 8, seed=n + group)
+    fast = loss_and_grads(nt_xent, z_a, z_b, temperature=0.2, normalize=normalize, group=group)
+    slow = sum(nt_xent_naive(z_a[i:i + group], z_b[i:i + group], temperature=0.2, normalize=normalize)
+               for i in range(0, n, group)) / (n // group)
+    slow = (slow, *torch.autograd.grad(slow, (z_a, z_b)))
+    for x, y in zip(fast, slow):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-10)
+    # fewer negatives: the loss of the same embeddings is lower than with the whole batch
+    assert fast[0] < nt_xent(z_a, z_b, temperature=0.2, normalize=normalize)
+
+
+def test_nt_xent_one_group_is_the_whole_batch():
+    z_a, z_b = pairs(8, 16, seed=3)
+    torch.testing.assert_close(nt_xent(z_a, z_b, 0.3, group=8), nt_xent(z_a, z_b, 0.3), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("group", [1, 3, 5])
+def test_nt_xent_group_must_divide_the_batch(group):
+    z_a, z_b = pairs(8, 4)
+    with pytest.raises(ConfigError, match="--neg-group must be at least 2 and divide the batch of 8 pairs"):
+        nt_xent(z_a, z_b, group=group)
+
+
+def test_nt_xent_group_refuses_a_gathered_batch():
+    z_a, z_b = pairs(4, 4)
+    with pytest.raises(ConfigError, match="one process"):
+        nt_xent(z_a, z_b, group=2, z_a_all=torch.cat([z_a, z_a]), z_b_all=torch.cat([z_b, z_b]), offset=0)
+
+
 @pytest.mark.parametrize("fn", [nt_xent, nt_xent_naive])
 @pytest.mark.parametrize("n,temperature", [(2, 0.1), (5, 0.5), (16, 1.0), (8, 0.05)])
 def test_closed_form_orthogonal_negatives(fn, n, temperature):
