@@ -100,10 +100,21 @@ _BUDGETS = {
     "cpu": Budget("cpu", train_images=10000, test_images=2000, arch="resnet10", width=0.25, stem_stride=2,
                   batch_size=256, epochs=8, short_epochs=3, device="cpu",
                   model_train_images=50000, model_test_images=10000, model_epochs=24, arm_epochs=4),
+    # gpu: a budget of minutes (issue 30): ResNet-18 at the paper's CIFAR-10 settings, sized so that every
+    # part of simclr_book.specs runs in at most 9 minutes on one H100 or H200 (python -m simclr_book.plan);
+    # a ResNet-18 epoch takes about 3.5 s at batch 512 on one H200
     "gpu": Budget("gpu", train_images=50000, test_images=10000, arch="resnet18", width=1.0, stem_stride=1,
-                  batch_size=512, epochs=200, short_epochs=50, device="cuda",
-                  model_train_images=50000, model_test_images=10000, model_epochs=200, arm_epochs=50),
+                  batch_size=512, epochs=30, short_epochs=10, device="cuda",
+                  model_train_images=50000, model_test_images=10000, model_epochs=24, arm_epochs=15),
 }
+
+
+def budget_sizes(name: str) -> Budget:
+    """The sizes of budget ``name`` on its own device, without checking that the device is here: what a
+    plan prints (:mod:`simclr_book.plan`) on any machine. Training uses :func:`get_budget`."""
+    if name not in _BUDGETS:
+        raise ConfigError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
+    return replace(_BUDGETS[name], picked_by=f"budget_sizes({name!r})")
 
 
 def get_budget(name: str | None = None) -> Budget:
@@ -179,6 +190,8 @@ def shared_config(budget: Budget, name: str = "main") -> Config:
                   knn_bank=min(10000, budget.model_train_images))
     if budget.name != "gpu":
         fields.update(proj_hidden=2048)
+    else:       # the cpu models' batch, so the gpu models get as many optimiser steps per epoch (issue 30)
+        fields.update(batch_size=_BUDGETS["cpu"].batch_size)
     return budget.config(**{**fields, **SHARED_MODELS[name]})
 
 

@@ -1,0 +1,352 @@
+"""Run one part of the book (:mod:`simclr_book.specs`) and write its results file; read results back.
+
+    python -m simclr_book.fullscale ch05-fig9                  # one GPU: book/results/gpu/ch05-fig9.json
+    python -m simclr_book.fullscale ch05-lr --budget smoke --out r.json    # seconds on a CPU (tests)
+
+Every arm trains through the book's run cache (:func:`simclr_book.cache.cached_pretrain`, the same runs
+the chapters load) at every seed of the part, and is scored on all the budget's test images: weighted
+kNN (k = 200) and linear evaluation of h (and of z = g(h) where the part asks), or the test accuracy of
+a supervised arm. The floors of every verdict (raw pixels and a random encoder, kNN and linear) are
+measured on the same images. The results file holds the device, commit, torch, wall time, the plan's
+estimate, every arm's numbers and config, and the verdict records of the rows the part decides
+(:mod:`simclr_book.verdict`); chapters show them beside their ``cpu`` numbers
+(:func:`fullscale_cell`), or the command that measures them.
+
+Book: the Reproducing page; chapters 1-7's full-scale cells.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr_lite.checkpoint import atomic_write
+
+from simclr_book import cache
+from simclr_book.budget import GPU_RESULTS, Budget, get_budget, load_data
+from simclr_book.specs import FINDINGS, PARTS, Finding, Part, Row, command
+from simclr_book.verdict import Verdict, compare, compare_gains
+
+REPO = Path(__file__).resolve().parents[1]
+FINETUNE = ((0.01, 200), (0.10, 60))     # Table 7: (label fraction, epochs) of fine-tuning and of from scratch
+TSNE_IMAGES, TSNE_SEEDS = 2000, (0, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------- one arm
+def supervised_augment(strength: float, min_scale: float):
+    """Table 1's supervised augmentation: the SimCLR crop (area ``min_scale``-1) and flip, then colour
+    distortion of strength ``strength`` (no colour at 0)."""
+    from simclr_lite import augment as A
+
+    def views(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = A.horizontal_flip(A.random_resized_crop(x, x.shape[-1], scale=(min_scale, 1.0), generator=generator),
+                              generator=generator)
+        return A.color_distortion(x, strength, generator=generator) if strength > 0 else x
+    return views
+
+
+def supervised_parts(cfg: Any, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """What a supervised arm's cached result depends on (:func:`simclr_book.cache.cached_result`)."""
+    keep = ("arch", "width", "cifar_stem", "stem_stride", "strength", "min_scale", "epochs", "batch_size",
+            "seed", "device")
+    return {"kind": "supervised", "config": {k: getattr(cfg, k) for k in keep}, "data": cache.fingerprint(data)}
+
+
+def _features(encoder: torch.nn.Module, data: tuple[torch.Tensor, ...], device: str) -> list[torch.Tensor]:
+    from simclr_lite.evaluate import extract_features
+    return [extract_features(encoder, x, device=device) for x in (data[0], data[2])]
+
+
+def _knn_and_linear(feats: list[torch.Tensor], data: tuple[torch.Tensor, ...], device: str,
+                    suffix: str = "") -> dict[str, float]:
+    from simclr_lite.evaluate import knn_accuracy, linear_eval
+    ytr, yte = data[1], data[3]
+    return {f"knn{suffix}": knn_accuracy(feats[0].to(device), ytr.to(device), feats[1].to(device), yte.to(device)),
+            f"linear{suffix}": linear_eval(feats[0], ytr, feats[1], yte, device=device)["top1"]}
+
+
+def evaluate_model(model: torch.nn.Module, data: tuple[torch.Tensor, ...], device: str,
+                   h_and_z: bool) -> dict[str, float]:
+    """kNN and linear evaluation of h = f(x) and, with ``h_and_z``, of z = g(h) (no head: z is h)."""
+    h = _features(model.encoder, data, device)
+    out = _knn_and_linear(h, data, device)
+    if h_and_z:
+        head = model.head.to(device).eval()
+        if isinstance(head, torch.nn.Identity):
+            out.update(knn_z=out["knn"], linear_z=out["linear"])
+        else:
+            with torch.no_grad():
+                z = [torch.cat([head(f[i:i + 4096].to(device)).float().cpu() for i in range(0, len(f), 4096)])
+                     for f in h]
+            out.update(_knn_and_linear(z, data, device, "_z"))
+        model.head.cpu()
+    return out
+
+
+def finetune_metrics(encoder: torch.nn.Module, cfg: Any, data: tuple[torch.Tensor, ...],
+                     device: str) -> dict[str, float]:
+    """Table 7: fine-tune a copy of ``encoder`` and train a random one from scratch on 1% and 10% of the
+    labels (class-balanced), the same epochs and steps each; top-1 on the test images."""
+    import copy
+
+    from simclr_lite.config import build_model
+    from simclr_lite.data import label_subset
+    from simclr_lite.evaluate import fine_tune
+    xtr, ytr, xte, yte = data
+    out = {}
+    for fraction, epochs in FINETUNE:
+        keep = label_subset(ytr, fraction, seed=0)
+        tag = f"{round(100 * fraction)}"
+        out[f"ft{tag}"] = fine_tune(copy.deepcopy(encoder), xtr[keep], ytr[keep], xte, yte, epochs=epochs,
+                                    device=device)["top1"]
+        torch.manual_seed(cfg.seed)
+        out[f"scratch{tag}"] = fine_tune(build_model(cfg).encoder, xtr[keep], ytr[keep], xte, yte,
+                                         epochs=epochs, device=device)["top1"]
+        out[f"steps{tag}"] = epochs * max(1, len(keep) // 256)
+    return out
+
+
+def tsne_metrics(model: torch.nn.Module, data: tuple[torch.Tensor, ...], device: str) -> dict[str, Any]:
+    """B.4 rebuilt: class separation of h and of z = g(h) on ``TSNE_IMAGES`` test images, in the original
+    spaces (silhouette on cosine distances, with the 2.5-97.5% range over random halves of the images) and
+    in 2-D t-SNE maps (silhouette per t-SNE seed)."""
+    import numpy as np
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+    xte, yte = data[2], data[3]
+    pick = torch.randperm(len(xte), generator=torch.Generator().manual_seed(0))[:TSNE_IMAGES]
+    h = _features(model.encoder, (xte[pick], None, xte[pick], None), device)[1]
+    with torch.no_grad():
+        z = model.head.to(device).eval()(h.to(device)).float().cpu()
+    model.head.cpu()
+    y = yte[pick].numpy()
+    out: dict[str, Any] = {"images": len(pick)}
+    rng = np.random.default_rng(0)
+    for key, f in (("h", h), ("z", z)):
+        f = torch.nn.functional.normalize(f.float(), dim=1).numpy()
+        boot = []     # the interval: 20 random halves of the images (without repeats, which distort it)
+        for _ in range(20):
+            i = rng.choice(len(f), len(f) // 2, replace=False)
+            boot.append(float(silhouette_score(f[i], y[i], metric="cosine")))
+        maps = [float(silhouette_score(TSNE(2, perplexity=min(30.0, (len(f) - 1) / 3), init="pca",
+                                            learning_rate="auto", random_state=s).fit_transform(f), y))
+                for s in TSNE_SEEDS]
+        out[key] = {"cosine_silhouette": float(silhouette_score(f, y, metric="cosine")),
+                    "cosine_silhouette_95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+                    "tsne_silhouette": maps}
+    return out
+
+
+def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]
+               ) -> dict[str, Any]:
+    """Train (or load) arm ``arm_name`` of ``part`` at ``seed`` and measure it; its record."""
+    from simclr_book.plan import arm_config_at
+    arm = part.arm(arm_name)
+    cfg = arm_config_at(part, arm, budget, seed)
+    device = budget.device
+    rec: dict[str, Any] = {"arm": arm.name, "seed": seed, "kind": arm.kind, "epochs": cfg.epochs,
+                           "batch_size": cfg.batch_size, "config": cfg.to_dict()}
+    t0 = time.perf_counter()
+    if arm.kind == "supervised":
+        def compute() -> dict[str, Any]:
+            from simclr_lite.config import build_model
+            from simclr_lite.evaluate import fine_tune
+            torch.manual_seed(seed)
+            enc = build_model(cfg).encoder
+            return {"top1": fine_tune(enc, data[0], data[1], data[2], data[3], epochs=cfg.epochs,
+                                      batch_size=cfg.batch_size, seed=seed, device=device,
+                                      augment=supervised_augment(cfg.strength, cfg.min_scale))["top1"]}
+        res = cache.cached_result(f"{budget.name}-sup-{part.name}-{arm.name}-seed{seed}",
+                                  supervised_parts(cfg, data), compute)
+        rec.update(top1=float(res["top1"]), cached=res["cached"], steps=cfg.epochs * (len(data[0]) // cfg.batch_size),
+                   train_s=None if res["cached"] else round(time.perf_counter() - t0, 1))
+        return rec
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared" else f"{budget.name}-{part.name}-{arm.name}")
+    run = cache.cached_pretrain(cfg, data, name=name + (f"-seed{seed}" if seed else ""))
+    rec.update(cached=run["cached"], steps=run["steps"], train_s=round(run["wall_time_s"], 1),
+               images_per_s=round(run["steps"] * cfg.batch_size / max(run["wall_time_s"], 1e-9), 1),
+               peak_memory_mib=(round(torch.cuda.max_memory_allocated() / 2 ** 20)
+                                if torch.cuda.is_available() and not run["cached"] else None))
+    folder = Path(run["folder"]).name
+    model = run["model"]
+    evals = {"h_and_z": "h_and_z" in part.evals, "device": device, "data": cache.fingerprint(data), "run": folder}
+    rec.update({k: v for k, v in cache.cached_result(
+        f"eval-{folder}", evals, lambda: evaluate_model(model, data, device, evals["h_and_z"])).items()
+        if k != "cached"})
+    if "finetune" in part.evals:
+        rec.update({k: v for k, v in cache.cached_result(
+            f"finetune-{folder}", {**evals, "finetune": FINETUNE},
+            lambda: finetune_metrics(model.encoder, cfg, data, device)).items() if k != "cached"})
+    if "tsne" in part.evals and arm.shared == "main":
+        rec["tsne"] = {k: v for k, v in cache.cached_result(
+            f"tsne-{folder}", {**evals, "tsne": [TSNE_IMAGES, TSNE_SEEDS]},
+            lambda: tsne_metrics(model, data, device)).items() if k != "cached"}
+    return rec
+
+
+def floors(budget: Budget, data: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """The floors every decisive arm must beat: raw pixels and a random encoder of the budget's recipe,
+    kNN and linear evaluation on the same images."""
+    from simclr_lite.config import build_model
+    from simclr_lite.evaluate import raw_pixel_features
+
+    def compute() -> dict[str, float]:
+        px = [raw_pixel_features(x) for x in (data[0], data[2])]
+        out = {f"pixels_{k}": v for k, v in _knn_and_linear(px, data, budget.device).items()}
+        torch.manual_seed(0)
+        enc = build_model(budget.config()).encoder
+        out.update({f"random_{k}": v for k, v in _knn_and_linear(_features(enc, data, budget.device), data,
+                                                                   budget.device).items()})
+        return out
+    parts = {"config": budget.config().to_dict(), "data": cache.fingerprint(data)}
+    return {k: float(v) for k, v in cache.cached_result(f"{budget.name}-floors", parts, compute).items()
+            if k != "cached"}
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+def _values(ref: str, results: list[dict[str, Any]]) -> dict[int, float]:
+    """Per-seed values of ``"arm:metric"`` in the parts' results."""
+    arm, metric = ref.split(":")
+    return {r["seed"]: float(r[metric]) for res in results for r in res["arms"] if r["arm"] == arm and metric in r}
+
+
+def decide(row: Row, results: list[dict[str, Any]]) -> Verdict | None:
+    """``row`` decided by the one rule on the seeds that every arm of it has in ``results`` (the results
+    files of the finding's parts at one budget), None when an arm is missing. The floors: the highest
+    raw-pixel and random-encoder accuracy of the row's kind (kNN or linear)."""
+    refs = (row.a, row.b, *row.vs)
+    vals = [_values(ref, results) for ref in refs]
+    seeds = sorted(set.intersection(*(set(v) for v in vals)))
+    if not seeds:
+        return None
+    cols = [[v[s] for s in seeds] for v in vals]
+    n = min(res["test_images"] for res in results)
+    kind = "knn" if row.a.split(":")[1].startswith("knn") else "linear"
+    lows = [res["floors"][f"{w}_{kind}"] for res in results for w in ("pixels", "random") if res.get("floors")]
+    # the floors are representations' (kNN, linear): supervised and fine-tuned accuracies are not held to them
+    floor = max(lows) if lows and row.a.split(":")[1] in ("knn", "linear", "knn_z", "linear_z") else None
+    names = dict(a_name=row.a, b_name=row.b, metric=row.a.split(":")[1], paper=row.paper, floor=floor)
+    if row.vs:
+        return compare_gains(row.label, *cols, n=n, sign=row.sign, **names,
+                             floor_b=row.vs[0].split(":")[1] in ("knn", "linear"))
+    return compare(row.label, cols[0], cols[1], n=n, sign=row.sign, **names)
+
+
+def finding_rows(finding: Finding, results: dict[str, dict[str, Any]]) -> list[tuple[Row, Verdict | None]]:
+    """Each row of ``finding`` with its verdict from the results of its parts (part name -> results)."""
+    have = [results[p] for p in finding.parts if p in results]
+    return [(row, decide(row, have) if have else None) for row in finding.rows]
+
+
+# ---------------------------------------------------------------------------------------- files
+def results_path(part: str, root: str | Path | None = None) -> Path:
+    return Path(root or GPU_RESULTS) / f"{part}.json"
+
+
+def read_results(part: str, root: str | Path | None = None) -> dict[str, Any] | None:
+    """The full-scale results of ``part`` (``book/results/gpu/<part>.json``), or None when not measured."""
+    path = results_path(part, root)
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    return res if res.get("budget") == "gpu" else None
+
+
+def fullscale_cell(finding: Finding, row: Row, root: str | Path | None = None) -> str:
+    """A chapter's full-scale cell for ``row``: its verdict at gpu (numbers, seeds, device), or "not
+    measured yet" with the command that measures it."""
+    results = {p: r for p in finding.parts if (r := read_results(p, root)) is not None}
+    missing = [p for p in finding.parts if p not in results]
+    if not finding.parts:
+        return f"no full-scale part: {finding.note}"
+    v = decide(row, list(results.values())) if results else None
+    if v is None:
+        return "not measured yet: " + "; ".join(f"`{command(p)}`" for p in missing or finding.parts)
+    devices = sorted({results[p]["device"] for p in results})
+    return (f"{100 * v.a:.1f}% vs {100 * v.b:.1f}%, {v.text()} ({', '.join(devices)})"
+            + (f"; not yet measured: {', '.join(missing)}" if missing else ""))
+
+
+def _common():
+    """``benchmarks/_common.py``: the one rule for the commit a result records and for keeping machine
+    paths out of results files."""
+    name = "simclr_bench_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "_common.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def run_part(name: str, budget: Budget, argv: list[str] | None = None) -> dict[str, Any]:
+    """Every arm of part ``name`` at every seed of ``budget``, the floors and the verdicts: the results."""
+    from simclr_lite.distributed import describe_device
+
+    from simclr_book.plan import DEFAULT_DEVICE, DEVICES, part_minutes
+    if name not in PARTS:
+        raise SystemExit(f"unknown part {name!r}; choose one of {', '.join(PARTS)} (python -m simclr_book.plan)")
+    part = PARTS[name]
+    t0 = time.perf_counter()
+    commit = _common().git_commit_now(REPO)     # at the start: later edits do not relabel these results
+    data = load_data(budget, full=True)
+    arms = []
+    for seed in part.seeds.get(budget.name, (0,)):
+        for arm in part.arms:
+            rec = arm_result(part, arm.name, budget, seed, data)
+            shown = {k: rec[k] for k in ("knn", "linear", "linear_z", "top1", "ft1", "scratch1") if k in rec}
+            print(f"{name} {arm.name} seed {seed}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shown.items())
+                  + (" (cached)" if rec["cached"] else f" ({rec['train_s']} s)"), flush=True)
+            arms.append(rec)
+    result: dict[str, Any] = {
+        "part": name, "chapter": part.chapter, "title": part.title, "budget": budget.name,
+        "device": describe_device(budget.device), "commit": commit, "torch": torch.__version__,
+        "command": "python -m simclr_book.fullscale " + " ".join(sys.argv[1:] if argv is None else argv),
+        "train_images": len(data[0]), "test_images": len(data[2]), "floors": floors(budget, data), "arms": arms}
+    verdicts = []
+    for f in FINDINGS:
+        if name in f.parts:
+            for row, v in finding_rows(f, {name: result}):
+                if v is not None:
+                    verdicts.append({"finding": f.id, **v.to_dict()})
+    wall = time.perf_counter() - t0
+    est = part_minutes(part, budget, DEVICES[DEFAULT_DEVICE[budget.name]])
+    result.update(verdicts=verdicts, wall_time_s=round(wall, 1), estimate_min=round(est, 2),
+                  finished_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _common().public_paths(result)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("part", help="a part of simclr_book.specs (python -m simclr_book.plan lists them)")
+    ap.add_argument("--budget", default="gpu", choices=["smoke", "cpu", "gpu"])
+    ap.add_argument("--out", default=None, help="results file (default: book/results/gpu/PART.json at gpu; "
+                                                "other budgets need --out)")
+    args = ap.parse_args(argv)
+    if args.budget != "gpu" and not args.out:
+        raise SystemExit("--out FILE is needed below the gpu budget: book/results/gpu holds full-scale results only")
+    budget = get_budget(args.budget)
+    result = run_part(args.part, budget, argv)
+    out = Path(args.out) if args.out else results_path(args.part)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = (json.dumps(result, indent=1) + "\n").encode()
+    atomic_write(out, lambda fh: fh.write(text), "the part's numbers are printed above; free disk space and run "
+                 "it again (its runs are cached)", what="results file")
+    print(f"wrote {out.name}: {result['wall_time_s']:.0f} s (estimate {60 * result['estimate_min']:.0f} s)")
+    for v in result["verdicts"]:
+        print(f"  {v['label']}: {Verdict.from_dict({k: x for k, x in v.items() if k != 'finding'}).text()}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
