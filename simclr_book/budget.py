@@ -246,6 +246,15 @@ def gpu_line(chapter: int, root: str | os.PathLike | None = None) -> str:
             f"{res.get('wall_time_s', 0) / 60:.1f} min; kNN top-1: {runs}.")
 
 
+def pct(v: float | None) -> str:
+    """An accuracy (a fraction) as the chapters print it, ``55.9%``; ``-`` for None.
+
+    >>> pct(0.5592), pct(None)
+    ('55.9%', '-')
+    """
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def glue(name: str, value: Any) -> None:
     """Store ``value`` for the chapter's text (``{glue:text}`name```, e.g. the wall time in its opening box);
     a no-op where myst-nb (the book's builder) is not installed, e.g. on Colab."""

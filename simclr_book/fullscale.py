@@ -268,7 +268,7 @@ def fullscale_cell(finding: Finding, row: Row, root: str | Path | None = None) -
     results = {p: r for p in finding.parts if (r := read_results(p, root)) is not None}
     missing = [p for p in finding.parts if p not in results]
     if not finding.parts:
-        return f"no full-scale part: {finding.note}"
+        return f"no full-scale part ({finding.note})"
     v = decide(row, list(results.values())) if results else None
     if v is None:
         return "not measured yet: " + "; ".join(f"`{command(p)}`" for p in missing or finding.parts)
@@ -350,3 +350,34 @@ def main(argv: list[str] | None = None) -> Path:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------- chapters
+def fullscale_table(chapter: int, root: str | Path | None = None) -> str:
+    """A chapter's full-scale findings, each row of each of its findings in its own line: the paper's
+    number and the full-scale cell (:func:`fullscale_cell`), as a Markdown table."""
+    from simclr_book.budget import markdown_table
+    rows = [(f"{f.where}: {f.claim}" if i == 0 else "", row.label, row.paper, fullscale_cell(f, row, root))
+            for f in FINDINGS if f.chapter == chapter for i, row in enumerate(f.rows or (None,)) if row]
+    rows += [(f"{f.where}: {f.claim}", "-", "-", f"no full-scale part ({f.note})")
+             for f in FINDINGS if f.chapter == chapter and not f.rows]
+    return markdown_table(["finding", "row", "paper", "full scale (gpu budget, one GPU)"], rows)
+
+
+def fullscale_plan(chapter: int, device: str = "NVIDIA H100", root: str | Path | None = None) -> str:
+    """A chapter's parts at the gpu budget: what each trains, its estimated minutes on ``device`` (from
+    an empty cache), its command, and the results file's device and wall time where it was measured."""
+    from simclr_book.budget import budget_sizes, markdown_table
+    from simclr_book.plan import DEVICES, arm_config_at, part_minutes
+    gpu, dev = budget_sizes("gpu"), DEVICES[device]
+    rows = []
+    for part in (p for p in PARTS.values() if p.chapter == chapter):
+        res = read_results(part.name, root)
+        seeds = part.seeds["gpu"]
+        arms = ", ".join(f"{a.name} ({arm_config_at(part, a, gpu, seeds[0]).epochs} ep.)" for a in part.arms)
+        rows.append((f"`{command(part.name)}`", part.title, arms + f"; seed {', '.join(map(str, seeds))}",
+                     f"{part_minutes(part, gpu, dev):.1f}",
+                     "not measured yet" if res is None else
+                     f"{res['device']}, commit {res['commit']}, {res['wall_time_s'] / 60:.1f} min"))
+    return markdown_table(["command", "what it measures", "arms (epochs)", f"est. min ({device})", "measured"],
+                          rows)

@@ -39,6 +39,11 @@ STATUSES = (PAPER, AGAINST, NOISE, SEEDS, FLOOR)
 REPRODUCED, PARTLY, CONTRADICTED, UNDECIDED = "reproduced in trend", "partly", "contradicted", "not decided"
 FINDING_VERDICTS = (REPRODUCED, PARTLY, CONTRADICTED, UNDECIDED)
 
+#: A row's status in a chapter's words: what its findings table prints and book/findings.md counts
+#: (a row shows the finding when its verdict starts with "reproduced").
+WORDS = {PAPER: "reproduced in trend", AGAINST: "contradicted at this budget", NOISE: "within noise",
+         SEEDS: "needs 3 seeds (beyond the bar, under twice the test-set bar)", FLOOR: "below the floor"}
+
 MIN_SEEDS = 3   # seeds a comparison needs to decide, unless its gap is at least 2 x its test-set bar
 
 
@@ -121,6 +126,13 @@ class Verdict:
         seeds = f"{self.seeds} seed" + ("s" if self.seeds != 1 else "")
         per_seed = f"; per seed {' / '.join(f'{d:+.1f}' for d in self.per_seed)}" if self.seeds > 1 else ""
         return f"{self.gap:+.1f} (bar {self.bar:.1f}, {seeds}{per_seed}): {self.status}"
+
+    def cell(self) -> str:
+        """The row's verdict as a chapter's findings table prints it (book/findings.md reads the first
+        words): ``reproduced in trend (+2.4, bar 1.4, 3 seeds; per seed +1.7 / +2.5 / +0.8)``."""
+        seeds = f"{self.seeds} seed" + ("s" if self.seeds != 1 else "")
+        per_seed = f"; per seed {' / '.join(f'{d:+.1f}' for d in self.per_seed)}" if self.seeds > 1 else ""
+        return f"{WORDS[self.status]} ({self.gap:+.1f}, bar {self.bar:.1f}, {seeds}{per_seed})"
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-able values (``per_seed`` as a list)."""

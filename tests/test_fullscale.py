@@ -52,7 +52,7 @@ def test_cells_say_not_measured_with_the_command(tmp_path):
     cell = fullscale_cell(f, f.rows[0], root=tmp_path)
     assert cell == "not measured yet: `python -m simclr_book.fullscale ch02-table1`"
     assert fullscale_cell(finding_of(2), Row("x", "a:knn", "b:knn", "p"), root=tmp_path).startswith(
-        "no full-scale part: no training")
+        "no full-scale part (no training")
 
 
 def test_cells_read_the_results_file(tmp_path):

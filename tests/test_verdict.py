@@ -252,3 +252,15 @@ def test_compare_gains_closed_form_and_symmetry():
     assert compare_gains("g", [0.53], [0.50], [0.50], [0.50], n=10_000).status == SEEDS   # 3 > 1.9, < 3.8
     with pytest.raises(ValueError, match="same number of seeds"):
         compare_gains("g", [0.5], [0.5, 0.4], [0.5], [0.5], n=10)
+
+
+@pytest.mark.parametrize("a,b,seeds,start", [
+    ([0.60, 0.61, 0.59], [0.50, 0.50, 0.51], 3, "reproduced in trend (+9.7, bar"),
+    ([0.50, 0.50, 0.51], [0.60, 0.61, 0.59], 3, "contradicted at this budget (-9.7, bar"),
+    ([0.50], [0.505], 1, "within noise (-0.5, bar"),
+    ([0.52], [0.50], 1, "needs 3 seeds"),
+])
+def test_cell_words_are_what_findings_md_counts(a, b, seeds, start):
+    from simclr_book.verdict import compare
+    v = compare("r", a, b, n=10_000)
+    assert v.cell().startswith(start) and (f"{seeds} seeds" if seeds > 1 else "1 seed)") in v.cell()
