@@ -361,7 +361,7 @@ def fullscale_table(chapter: int, root: str | Path | None = None) -> str:
             for f in FINDINGS if f.chapter == chapter for i, row in enumerate(f.rows or (None,)) if row]
     rows += [(f"{f.where}: {f.claim}", "-", "-", f"no full-scale part ({f.note})")
              for f in FINDINGS if f.chapter == chapter and not f.rows]
-    return markdown_table(["finding", "row", "paper", "full scale (gpu budget, one GPU)"], rows)
+    return markdown_table(["paper's finding", "row", "paper", "full scale (gpu budget, one GPU)"], rows)
 
 
 def fullscale_plan(chapter: int, device: str = "NVIDIA H100", root: str | Path | None = None) -> str:
