@@ -17,31 +17,29 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+ROOT_ = Path(__file__).resolve().parents[1]
+if str(ROOT_) not in sys.path:       # run as a script from a checkout: this checkout's simclr_book
+    sys.path.insert(0, str(ROOT_))
+
+from simclr_book.fullscale import decide, fullscale_cell, read_results  # noqa: E402
+from simclr_book.specs import FINDINGS as SPEC_FINDINGS  # noqa: E402
+from simclr_book.verdict import SEEDS, finding_verdict  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 OUT = BOOK / "findings.md"
 
-# (finding of the paper, where the paper shows it, prefixes of the chapters' table rows that test it)
-FINDINGS: list[tuple[str, str, tuple[str, ...]]] = [
-    ("no single augmentation suffices; crop + colour is the key composition", "Fig. 5", ("Fig. 5:",)),
-    ("crops of one image share a colour histogram, a shortcut", "Fig. 6", ("Fig. 6:",)),
-    ("stronger colour distortion helps SimCLR, not supervised learning", "Table 1", ("Table 1:",)),
-    ("bigger encoders help, and help SimCLR more than supervised learning", "Fig. 7", ("Fig. 7:",)),
-    ("a nonlinear projection head is better than a linear one or none; h is better than z", "Fig. 8",
-     ("Fig. 8:",)),
-    ("h keeps information about the transformation that z = g(h) discards", "Table 3", ("Table 3:",)),
-    ("t-SNE: classes are better separated in h than in z", "Fig. B.4", ("B.4: t-SNE",)),
-    ("a linear projection head is approximately low-rank", "Fig. B.4", ("B.4: a linear head",)),
-    ("NT-Xent beats the other losses; semi-hard mining helps them", "Table 4", ("Table 4:",)),
-    ("l2 normalisation and the temperature matter", "Table 5", ("Table 5:",)),
-    ("larger batches help most when training is short", "Fig. 9", ("Fig. 9:", "Fig. 9 (")),   # equal epochs;
-    # chapter 5's equal-steps row ("Fig. 9's explanation") is a control, not the paper's comparison
-    ("square-root learning-rate scaling helps small batches and short runs", "Appendix B.1",
-     ("B.1: square-root",)),
-    ("per-device batch norm leaks information; global BN removes the leak", "Sec. 2.2",
-     ("Sec. 2.2: per-device BN", "Sec. 2.2: global BN", "Sec. 2.2, the real mechanism")),
-    ("a SimCLR encoder fine-tuned on few labels beats training from scratch", "Table 7", ("Table 7:",)),
-]
+# The findings (claim, where, chapter, parts, full-scale rows) are simclr_book.specs.FINDINGS; here only which
+# rows of the chapters' stored findings tables (the `cpu` budget) test each one, by their first words.
+PREFIXES: dict[int, tuple[str, ...]] = {
+    1: ("Fig. 5:",), 2: ("Fig. 6:",), 3: ("Table 1:",), 4: ("Fig. 7:",), 5: ("Fig. 8:",), 6: ("Table 3:",),
+    7: ("B.4: t-SNE",), 8: ("B.4: a linear head",), 9: ("Table 4:",), 10: ("Table 5:",),
+    11: ("Fig. 9:", "Fig. 9 (", "Fig. 9's mechanism"),   # equal epochs, and the control that isolates negatives
+    12: ("B.1: square-root",),
+    13: ("Sec. 2.2: per-device BN", "Sec. 2.2: global BN", "Sec. 2.2, the real mechanism"),
+    14: ("Table 7:",),
+}
+FINDINGS: list[tuple[str, str, tuple[str, ...]]] = [(f.claim, f.where, PREFIXES[f.id]) for f in SPEC_FINDINGS]
 CHAPTER_TITLES = {}
 
 
@@ -72,55 +70,90 @@ def chapter_rows() -> list[Row]:
                 if not text.startswith("| finding |"):
                     continue
                 header = [h.strip() for h in text.splitlines()[0].strip().strip("|").split(" | ")]
-                col = {name: next(i for i, h in enumerate(header) if h.startswith(name))
+                col = {name: next((i for i, h in enumerate(header) if h.startswith(name)), None)
                        for name in ("paper", "ours", "full scale")}
                 for line in text.splitlines()[2:]:
                     cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-                    rows.append(Row(nb_path.stem, cells[0], cells[col["paper"]], cells[col["ours"]],
-                                    cells[col["full scale"]], cells[-1]))
+                    gpu = cells[col["full scale"]] if col["full scale"] is not None else ""
+                    rows.append(Row(nb_path.stem, cells[0], cells[col["paper"]], cells[col["ours"]], gpu, cells[-1]))
     return rows
+
+
+def full_scale(fid: int) -> tuple[str, list]:
+    """The finding's verdict at full scale from its parts' results files (simclr_book.fullscale), and the
+    rows' records: "not measured yet" until every part of it has run on a GPU."""
+    f = next(x for x in SPEC_FINDINGS if x.id == fid)
+    if not f.rows:
+        return "no full-scale part", []
+    results = [read_results(p) for p in f.parts]
+    if any(r is None for r in results):
+        return "not measured yet", []
+    records = [decide(row, results) for row in f.rows]
+    if any(v is None for v in records):
+        return "not measured yet", []
+    return finding_verdict(records), records
 
 
 def render() -> str:
     rows = chapter_rows()
-    lines, counts = [], {"reproduced in trend": 0, "partly": 0, "not reproduced": 0}
-    detail = []
-    for k, (claim, where, prefixes) in enumerate(FINDINGS, 1):
+    lines, detail, full = [], [], []
+    counts = {"reproduced in trend": 0, "partly": 0, "not reproduced": 0}
+    decided = {"reproduced in trend": 0, "partly": 0, "contradicted": 0, "not decided": 0, "not reproduced": 0}
+    measured = 0
+    for f in SPEC_FINDINGS:
+        claim, where, prefixes = f.claim, f.where, PREFIXES[f.id]
         mine = [r for r in rows if r.finding.startswith(prefixes)]
         n_pos = sum(positive(r.verdict) for r in mine)
         if not mine:
-            status = "not reproduced"
-            where_ours = "no chapter tests it"
+            status, where_ours = "not reproduced", "no chapter tests it"
         else:
             status = ("reproduced in trend" if n_pos == len(mine) else "partly" if n_pos else "not reproduced")
-            where_ours = ", ".join(sorted({f"[chapter {CHAPTER_TITLES[r.notebook].split('.')[0]}]({r.notebook}.ipynb)" for r in mine}))
+            where_ours = ", ".join(sorted({f"[chapter {CHAPTER_TITLES[r.notebook].split('.')[0]}]({r.notebook}.ipynb)"
+                                           for r in mine}))
         counts[status] += 1
-        lines.append(f"| {k} | {where}: {claim} | {where_ours} | "
-                     f"{n_pos} of {len(mine)} | **{status}** |")
+        gpu_status, records = full_scale(f.id)
+        at_gpu = bool(records) and all(v.status != SEEDS for v in records)   # the largest scale with its seeds
+        measured += bool(records)
+        final, scale = (gpu_status, "full scale") if at_gpu else (status, "`cpu`")
+        decided[final] += 1
+        lines.append(f"| {f.id} | {where}: {claim} | {where_ours} | {n_pos} of {len(mine)} | {status} | "
+                     f"{gpu_status} | **{final}** ({scale}) |")
         for r in mine:
-            detail.append(f"| {k} | {r.finding} | {r.paper} | {r.ours} | {r.gpu} | {r.verdict} |")
+            detail.append(f"| {f.id} | {r.finding} | {r.paper} | {r.ours} | {r.verdict} |")
+        for row in f.rows:
+            full.append(f"| {f.id} | {row.label} | {row.paper} | {fullscale_cell(f, row)} |")
+        if not f.rows:
+            full.append(f"| {f.id} | {where}: {claim} | - | no full-scale part ({f.note}) |")
+    total = len(SPEC_FINDINGS)
+    final_line = ", ".join(f"{n} {k}" for k, n in decided.items() if n)
     head = [
         "# Findings at a glance",
         "",
-        "The paper's findings that the book sets out to show, and what the chapters' stored outputs (the `cpu`",
-        "budget, 2 CPU cores) found. A finding counts as *reproduced in trend* when every row of the chapters'",
-        "findings tables that tests it shows the paper's direction beyond the noise (or verifies it), *partly*",
-        "when some do. Each verdict is decided in its chapter by a rule in code, beside the paper's number;",
-        "this page is generated from the stored notebooks by `python scripts/findings.py` (a test checks that",
-        "it is up to date).",
+        "The paper's findings that the book sets out to show, and what the book measured. At the `cpu` budget",
+        "(the chapters' stored outputs, 2 CPU cores) a finding counts as *reproduced in trend* when every row",
+        "of the chapters' findings tables that tests it shows the paper's direction beyond the noise (or",
+        "verifies it), *partly* when some do. At full scale (the `gpu` budget, one GPU:",
+        "`python -m simclr_book.fullscale PART`) its rows are decided by the book's one rule",
+        "(`simclr_book.verdict`). Each finding is decided at the largest scale measured: full scale where",
+        "every row has its seeds, else `cpu`. This page is generated by `python scripts/findings.py` from the",
+        "stored notebooks and book/results/gpu (a test checks that it is up to date).",
         "",
-        f"**{counts['reproduced in trend']} of {len(FINDINGS)} reproduced in trend, {counts['partly']} partly, "
-        f"{counts['not reproduced']} not** at the `cpu` budget.",
+        f"**At the `cpu` budget: {counts['reproduced in trend']} of {total} reproduced in trend, "
+        f"{counts['partly']} partly, {counts['not reproduced']} not. At full scale: {measured} of {total} "
+        f"measured. Decided at the largest scale measured: {final_line}.**",
         "",
-        "| # | finding of the paper | chapter | rows in the paper's direction | verdict |",
-        "|---|---|---|---|---|",
+        "| # | finding of the paper | chapter | `cpu` rows in the paper's direction | `cpu` | full scale | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
-    tail = ["", "## Every row", "",
-            "The rows of the chapters' findings tables: the paper's number, ours at the `cpu` budget, the",
-            "full-scale run's where the book has one (one H200, `scripts/book_gpu.py`), and the chapter's",
-            "verdict, which is decided on the `cpu` column.", "",
-            "| # | row | paper | ours (`cpu` budget) | full scale (GPU) | verdict |", "|---|---|---|---|---|---|"]
-    return "\n".join(head + lines + tail + detail) + "\n"
+    tail = ["", "## Every row at the `cpu` budget", "",
+            "The rows of the chapters' findings tables: the paper's number, ours at the `cpu` budget and the",
+            "chapter's verdict.", "",
+            "| # | row | paper | ours (`cpu` budget) | verdict |", "|---|---|---|---|---|"]
+    tail2 = ["", "## Every row at full scale", "",
+             "The rows that decide each finding at the `gpu` budget (`simclr_book.specs`), each with the paper's",
+             "number and its full-scale result, or the command that measures it.", "",
+             "| # | row | paper | full scale (one GPU) |", "|---|---|---|---|"]
+    return "\n".join(head + lines + tail + detail + tail2 + full) + "\n"
 
 
 def main() -> int:

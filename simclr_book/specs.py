@@ -192,7 +192,7 @@ PARTS: dict[str, Part] = {p.name: p for p in (
 _T1 = "SimCLR 59.6 / 61.0 / 62.6 / 63.2 at s = 1/8, 1/4, 1/2, 1"
 FINDINGS: tuple[Finding, ...] = (
     Finding(1, "no single augmentation suffices; crop + colour is the key composition", "Fig. 5", 2, (), (),
-            note="its pairs use their own view functions; chapter 2 measures them at cpu (no full-scale part yet)"),
+            note="its pairs need their own view functions: measured at cpu in chapter 2 only, so far"),
     Finding(2, "crops of one image share a colour histogram, a shortcut", "Fig. 6", 2, (), (),
             note="no training: the same at any scale"),
     Finding(3, "stronger colour distortion helps SimCLR, not supervised learning", "Table 1", 2, ("ch02-table1",), (
@@ -213,7 +213,7 @@ FINDINGS: tuple[Finding, ...] = (
         Row("Fig. 8: h > z = g(h), nonlinear head", "head-nonlinear:linear", "head-nonlinear:linear_z",
             "more than +10"))),
     Finding(6, "h keeps information about the transformation that z = g(h) discards", "Table 3", 4, (), (),
-            note="its transformation-prediction probes run in chapter 4 at cpu (no full-scale part yet)"),
+            note="its transformation probes are measured at cpu in chapter 4 only, so far"),
     Finding(7, "t-SNE: classes are better separated in h than in z", "Fig. B.4", 4,
             ("ch04-fig8-seed0", "ch04-fig8-seed1", "ch04-fig8-seed2"), (
         Row("B.4: classes separate better in h than in z (kNN)", "head-nonlinear:knn", "head-nonlinear:knn_z",
