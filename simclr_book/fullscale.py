@@ -53,6 +53,26 @@ def supervised_augment(strength: float, min_scale: float):
     return views
 
 
+def fig5_views(first: str, second: str) -> tuple[Any, Any]:
+    """Fig. 5's two branches for ``pretrain(augment=...)``: transformation ``first`` then ``second`` (just
+    one when they are equal) on one branch, the image itself on the other; with the cache key naming them
+    (the operators' code included)."""
+    from simclr_lite.augment_fig4 import OPERATORS
+
+    def to_float(x: torch.Tensor) -> torch.Tensor:
+        return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+    def branch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = OPERATORS[first](to_float(x), generator=generator)
+        return x if second == first else OPERATORS[second](x, generator=generator)
+
+    def identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return to_float(x)
+
+    key = f"fig5:{first}>{second}:{cache.code_fingerprint(('augment_fig4',))[:12]}"
+    return (branch, identity), key
+
+
 def supervised_parts(cfg: Any, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """What a supervised arm's cached result depends on (:func:`simclr_book.cache.cached_result`)."""
     keep = ("arch", "width", "cifar_stem", "stem_stride", "strength", "min_scale", "epochs", "batch_size",
@@ -171,8 +191,11 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
         return rec
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared" else f"{budget.name}-{part.name}-{arm.name}")
-    run = cache.cached_pretrain(cfg, data, name=name + (f"-seed{seed}" if seed else ""))
+    name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared"
+            else f"{budget.name}-{part.name}-{arm.name.replace('>', '-').replace('/', '_')}")
+    views, views_key = fig5_views(*arm.views) if arm.views else (None, None)
+    run = cache.cached_pretrain(cfg, data, name=name + (f"-seed{seed}" if seed else ""), augment=views,
+                                augment_key=views_key)
     rec.update(cached=run["cached"], steps=run["steps"], train_s=round(run["wall_time_s"], 1),
                images_per_s=round(run["steps"] * cfg.batch_size / max(run["wall_time_s"], 1e-9), 1),
                peak_memory_mib=(round(torch.cuda.max_memory_allocated() / 2 ** 20)

@@ -107,7 +107,8 @@ def is_cached(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> boo
     if arm.kind == "supervised":
         from simclr_book.fullscale import supervised_parts
         return any(cache.results_dir().glob(f"*-{cache.result_key(supervised_parts(cfg, data))}.pt"))
-    key = cache.run_key(cfg, data)
+    from simclr_book.fullscale import fig5_views
+    key = cache.run_key(cfg, data, fig5_views(*arm.views)[1] if arm.views else None)
     return any(p for p in cache.runs_dir().glob(f"*-{key}") if not p.name.startswith("."))
 
 

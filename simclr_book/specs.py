@@ -27,6 +27,9 @@ class Arm:
     """One trained model of a part (at each of the part's seeds).
 
     ``kind``: ``simclr`` (pretrained with :func:`simclr_lite.train.pretrain`, evaluated on h),
+    ``views`` (first, second) replace the SimCLR augmentation by Fig. 5's asymmetric pair: one branch
+    applies transformation ``first`` then ``second`` (:data:`simclr_lite.augment_fig4.OPERATORS`), the
+    other is the image itself (:func:`simclr_book.fullscale.fig5_views`).
     ``supervised`` (a random encoder trained with labels by :func:`simclr_lite.evaluate.fine_tune`,
     its augmentation the SimCLR crop and flip plus the arm's colour ``strength``: Table 1's and Fig. 7's
     supervised column) or ``shared`` (the book's shared model named ``shared``, trained once for every
@@ -37,6 +40,7 @@ class Arm:
     per_budget: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     kind: str = "simclr"
     shared: str = ""
+    views: tuple[str, ...] = ()     # Fig. 5: (first, second) transformation of the augmented branch
 
     def fields(self, budget: str) -> dict[str, Any]:
         """The config overrides of this arm at ``budget``."""
@@ -103,6 +107,7 @@ class Finding:
 #: its ``cpu`` counterpart (a test checks it) and every part fits 9 minutes on one H100 (plan estimate).
 EPOCHS: dict[str, dict[str, int]] = {
     "ch02-table1": {"smoke": 1, "cpu": 4, "gpu": 15},
+    "ch02-fig5": {"smoke": 1, "cpu": 4, "gpu": 12},
     "ch03-table4": {"smoke": 1, "cpu": 4, "gpu": 12},
     "ch03-table5": {"smoke": 1, "cpu": 4, "gpu": 15},
     "ch04-fig7": {"smoke": 1, "cpu": 4, "gpu": 15},
@@ -148,6 +153,10 @@ PARTS: dict[str, Part] = {p.name: p for p in (
          tuple(Arm(f"s{t}", dict(strength=s)) for t, s in _STRENGTHS)
          + tuple(Arm(f"sup-s{t}", dict(strength=s), **_SUPERVISED) for t, s in _STRENGTHS),
          {"smoke": (0,), "cpu": CPU_SEEDS, "gpu": (0,)}, gpu_order=3),
+    Part("ch02-fig5", 2, "Fig. 5: single transformations and pairs (one branch augmented, the other the image)",
+         tuple(Arm(f"{a}>{b}" if a != b else a, views=(a, b)) for a, b in
+               (("crop", "crop"), ("color", "color"), ("crop", "color"), ("crop", "cutout"), ("crop", "rotate"))),
+         {"smoke": (0,), "cpu": CPU_SEEDS, "gpu": (0,)}, gpu_order=7),
     Part("ch04-fig7", 4, "Fig. 7: wider and deeper encoders, SimCLR and supervised",
          (Arm("w/4", per_budget={"smoke": dict(width=0.0625), "cpu": dict(width=0.0625), "gpu": dict(width=0.25)}),
           Arm("w", per_budget={"smoke": dict(width=0.125), "cpu": dict(width=0.25), "gpu": dict(width=1.0)}),
@@ -191,8 +200,14 @@ PARTS: dict[str, Part] = {p.name: p for p in (
 # ---------------------------------------------------------------------------------------- the findings
 _T1 = "SimCLR 59.6 / 61.0 / 62.6 / 63.2 at s = 1/8, 1/4, 1/2, 1"
 FINDINGS: tuple[Finding, ...] = (
-    Finding(1, "no single augmentation suffices; crop + colour is the key composition", "Fig. 5", 2, (), (),
-            note="its pairs need their own view functions: measured at cpu in chapter 2 only, so far"),
+    Finding(1, "no single augmentation suffices; crop + colour is the key composition", "Fig. 5", 2, ("ch02-fig5",), (
+        Row("Fig. 5: crop -> colour beats crop alone", "crop>color:linear", "crop:linear", "far above crop alone"),
+        Row("Fig. 5: crop -> colour beats colour alone", "crop>color:linear", "color:linear",
+            "every single transformation far below"),
+        Row("Fig. 5: crop -> colour beats crop -> cutout", "crop>color:linear", "crop>cutout:linear",
+            "crop -> colour is the best pair"),
+        Row("Fig. 5: crop -> colour beats crop -> rotate", "crop>color:linear", "crop>rotate:linear",
+            "crop -> colour is the best pair"))),
     Finding(2, "crops of one image share a colour histogram, a shortcut", "Fig. 6", 2, (), (),
             note="no training: the same at any scale"),
     Finding(3, "stronger colour distortion helps SimCLR, not supervised learning", "Table 1", 2, ("ch02-table1",), (
