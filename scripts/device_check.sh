@@ -5,6 +5,9 @@
 #   3. a short cifar10-gpu pretraining run (ResNet-18, the paper's CIFAR settings) with its metrics;
 #   4. (STAGES=book) every chapter at the smoke budget on cuda under nbval (SIMCLR_DEVICE=cuda):
 #      the book's code paths on a GPU (devices, autocast) in a few minutes.
+#   5. (STAGES=part, PART=ch05-fig9 by default) one part of the book at full scale (python -m
+#      simclr_book.fullscale): its results file lands in $OUT/parts/ (commit it to book/results/gpu/),
+#      after a smoke check of the same part on cuda.
 # Data: CIFAR-10 archives carried in .devcarry/cifar10/ (never committed).
 set -u
 export PYTHONUNBUFFERED=1
@@ -34,6 +37,12 @@ if [[ $STAGES == *book* ]]; then
     --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-cell-timeout 300 -p no:cacheprovider -q \
     book/[0-9][0-9]_*.ipynb > "$R/book-smoke-cuda.txt" 2>&1
   echo "book at smoke on cuda: rc $?"; tail -5 "$R/book-smoke-cuda.txt"
+fi
+if [[ $STAGES == *part* ]]; then
+  P=${PART:-ch05-fig9}; mkdir -p "$OUT/parts"
+  SIMCLR_DEVICE=cuda timeout 120 python3 -m simclr_book.fullscale "$P" --budget smoke --out "$R/$P-smoke-cuda.json" \
+    2>&1 | tail -4
+  timeout ${PART_S:-540} python3 -m simclr_book.fullscale "$P" --out "$OUT/parts/$P.json" 2>&1 | tail -20
 fi
 tar czf "$OUT/results.tar.gz" -C "$R" . && ls -la "$R" && cp "$R/device.txt" "$OUT/"
 echo "total $(( $(date +%s) - t0 )) s"
