@@ -439,3 +439,20 @@ def test_browser_test_catches_presentation_defects(served_book: str, built_book:
     assert "a code cell comes before the title" in text, text
     assert "MathJax is not loaded from the book's _static folder" in text, text
     assert "not rendered with the network off" in text, text
+
+
+def test_no_helper_is_defined_in_two_chapters():
+    """Issue 30: a helper two chapters need lives in the kit (simclr_book), not copied into each notebook
+    (the issue found gpu_cell five times, in different versions, and the verdict rule in a dozen)."""
+    where: dict[str, set[str]] = {}
+    for nb in chapter_notebooks():
+        for cell in nbformat.read(nb, as_version=4).cells:
+            if cell.cell_type == "code":
+                for m in re.finditer(r"^(?:def|class) (\w+)|^(\w+) = lambda", cell.source, re.M):
+                    where.setdefault(m.group(1) or m.group(2), set()).add(nb.stem[:2])
+    twice = {name: sorted(chs) for name, chs in where.items() if len(chs) > 1}
+    # left: chapters 3 and 4 each keep their own seed_verdict and pct until they are re-executed on the kit's rule
+    # (chapter 3's migration waits on branch wip/ch03-kit for its cpu re-execution)
+    pending = {"pct": ["03", "04"], "seed_verdict": ["03", "04"]}
+    assert twice == pending or set(twice) < set(pending), \
+        f"defined in several chapters (move them to simclr_book): {twice}"
