@@ -189,7 +189,8 @@ PARTS: dict[str, Part] = {p.name: p for p in (
          {"smoke": (0,), "cpu": CPU_SEEDS, "gpu": (0,)}, gpu_order=7),
     Part("ch05-negatives", 5, "Fig. 9's mechanism: the same images, steps and batch (1024), negatives from "
          "sub-batches of 64 / 256 / 1024",
-         tuple(Arm(f"neg{g}", dict(batch_size=1024, neg_group=g if g < 1024 else 0)) for g in (64, 256, 1024)),   # 1024: the whole batch (0), the same run as the equal-epochs batch-1024 arm
+         # g = 1024 is the whole batch (neg_group 0): the same run as chapter 5's equal-epochs batch-1024 arm
+         tuple(Arm(f"neg{g}", dict(batch_size=1024, neg_group=g if g < 1024 else 0)) for g in (64, 256, 1024)),
          {"smoke": (0,), "cpu": CPU_SEEDS, "gpu": (0,)}, gpu_order=7),
     Part("ch05-lr", 5, "Appendix B.1: square-root against linear learning-rate scaling at batch 256, short",
          (Arm("linear", dict(batch_size=256)),
