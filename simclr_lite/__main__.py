@@ -53,6 +53,7 @@ _HELP = {  # one line per Config field, shown by --help
                  "margin_triplet always normalises)",
     "semi_hard": "semi-hard negative mining for nt_logistic and margin_triplet (Table 4)",
     "margin": "margin m of margin_triplet (Table 2)",
+    "neg_group": "nt_xent: negatives only from sub-batches of this many pairs (0: the whole batch; Fig. 9's control)",
     "epochs": "number of pretraining epochs",
     "batch_size": "global batch size N (>= 2; split evenly over torchrun processes)",
     "optimizer": "lars, sgd or adam",

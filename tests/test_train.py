@@ -211,7 +211,7 @@ def test_loss_variants_of_tables_4_and_5_train(tiny_tree, loss, extra, monkeypat
         monkeypatch.setitem(LOSSES, name, spy)
     s = pretrain(tiny_cfg(tiny_tree, epochs=1, knn_every=0, loss=loss, **extra), progress=False)
     assert s["status"] == "completed" and list(seen) == [loss]
-    expected = {"nt_xent": dict(temperature=10.0, normalize=False),
+    expected = {"nt_xent": dict(temperature=10.0, normalize=False, group=0),
                 "nt_logistic": dict(temperature=2.0, normalize=False, semi_hard=True),
                 "margin_triplet": dict(margin=0.4, semi_hard=extra.get("semi_hard", False))}[loss]
     assert seen[loss] == expected
