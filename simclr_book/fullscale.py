@@ -143,7 +143,8 @@ def tsne_metrics(model: torch.nn.Module, data: tuple[torch.Tensor, ...], device:
     from sklearn.metrics import silhouette_score
     xte, yte = data[2], data[3]
     pick = torch.randperm(len(xte), generator=torch.Generator().manual_seed(0))[:TSNE_IMAGES]
-    h = _features(model.encoder, (xte[pick], None, xte[pick], None), device)[1]
+    from simclr_lite.evaluate import extract_features
+    h = extract_features(model.encoder, xte[pick], device=device)     # once: only the test images are mapped
     with torch.no_grad():
         z = model.head.to(device).eval()(h.to(device)).float().cpu()
     model.head.cpu()
