@@ -123,7 +123,7 @@ def plan(budget: Budget, device: Device, data: Any = None) -> list[dict[str, Any
         for a in part.arms:
             cfg = arm_config_at(part, a, budget, seeds[0])
             cached = None if data is None else sum(is_cached(part, a, budget, s, data) for s in seeds)
-            arms.append(dict(name=a.name, kind=a.kind, epochs=cfg.epochs, batch=cfg.batch_size, seeds=list(seeds),
+            arms.append(dict(name=a.name, kind=a.kind, shared=a.shared, epochs=cfg.epochs, batch=cfg.batch_size, seeds=list(seeds),
                              cached=cached, minutes=round(arm_minutes(part, a, budget, device) * len(seeds), 2)))
         res = read_results(part.name) if budget.name == "gpu" else None
         out.append(dict(part=part.name, chapter=part.chapter, title=part.title, arms=arms,
@@ -149,6 +149,49 @@ def show(records: list[dict[str, Any]], budget: Budget, device: Device) -> str:
     lines.append(f"\nall {len(records)} parts: {total:.0f} min estimated"
                  + (f" (cap {BOOK_CAP_MIN:.0f} min; each part at most {PART_CAP_MIN:.0f})" if budget.name == "gpu"
                     else ""))
+    return "\n".join(lines)
+
+
+def this_device(budget: Budget) -> Device:
+    """The :data:`DEVICES` entry for this machine at ``budget``: the visible GPU where its speed is measured
+    (an unknown GPU is estimated as the H100), else the budget's default."""
+    if budget.name == "gpu":
+        import torch
+        name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+        return next((d for d in DEVICES.values() if d.budget == "gpu" and d.name in name),
+                    DEVICES[DEFAULT_DEVICE["gpu"]])
+    return DEVICES[DEFAULT_DEVICE[budget.name]]
+
+
+def chapter_plan(chapter: int, budget: Budget, data: Any = None, device: Device | None = None) -> str:
+    """What ``chapter``'s parts train at ``budget``, which arms the run cache holds (when ``data`` is given)
+    and the estimated minutes on this machine (:func:`this_device`): each chapter prints it before it
+    trains. An arm's minutes count only its seeds not cached yet."""
+    device = device or this_device(budget)
+    records = [r for r in plan(budget, device, data) if r["chapter"] == chapter]
+    if not records:
+        return f"chapter {chapter} has no part of the book's specs at the {budget.name} budget"
+    lines = [f"chapter {chapter} at the {budget.name} budget on {device.name} (estimates: {device.source})"]
+    todo, seen = 0.0, set()     # a shared model (e.g. ``main``) is trained once for every part that uses it
+    for r in records:
+        per_arm = []
+        for a in r["arms"]:
+            left = len(a["seeds"]) - (a["cached"] or 0)
+            dup = a["kind"] == "shared" and (a["shared"], tuple(a["seeds"])) in seen
+            left = 0 if dup else left
+            if a["kind"] == "shared":
+                seen.add((a["shared"], tuple(a["seeds"])))
+            per_arm.append((a, a["minutes"] / len(a["seeds"]) * left, dup))
+        left = sum(m for _, m, _ in per_arm)
+        todo += left
+        lines.append(f"- {r['part']}: {r['title']}")
+        for a, m, dup in per_arm:
+            cached = "" if a["cached"] is None else f"; cached {a['cached']} of {len(a['seeds'])}"
+            cost = "the shared model above" if dup else f"about {m:.1f} min to train"
+            lines.append(f"    {a['name']}: {a['epochs']} epochs at batch {a['batch']}, seeds "
+                         f"{', '.join(map(str, a['seeds']))}{cached}; {cost}")
+    lines.append(f"about {todo:.0f} min of training left" + ("" if data is not None else
+                                                               " (the run cache was not checked)"))
     return "\n".join(lines)
 
 

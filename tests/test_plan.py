@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from simclr_book.budget import budget_sizes
-from simclr_book.plan import (BOOK_CAP_MIN, DEVICES, PART_CAP_MIN, arm_minutes, main, ordered_parts, part_minutes,
-                              plan)
+from simclr_book.plan import (BOOK_CAP_MIN, DEVICES, PART_CAP_MIN, arm_minutes, chapter_plan, main, ordered_parts,
+                              part_minutes, plan, this_device)
 from simclr_book.specs import PARTS
 
 GPUS = [d for d in DEVICES.values() if d.budget == "gpu"]
@@ -47,3 +47,25 @@ def test_the_plan_lists_every_part_in_the_gpu_order(capsys):
     out = capsys.readouterr().out
     assert "plan at the gpu budget on NVIDIA H100" in out and all(p in out for p in PARTS)
     assert "all 14 parts" in out or f"all {len(PARTS)} parts" in out
+
+
+def test_a_chapter_prints_only_its_parts_and_what_is_left_to_train(monkeypatch):
+    import simclr_book.plan as plan_mod
+    cpu = budget_sizes("cpu")
+    text = chapter_plan(5, cpu)
+    assert text.startswith("chapter 5 at the cpu budget on 2 CPU cores")
+    assert "ch05-fig9" in text and "ch05-negatives" in text and "ch02-table1" not in text
+    assert "the run cache was not checked" in text
+    assert chapter_plan(99, cpu).startswith("chapter 99 has no part")
+    # with the cache checked, cached seeds cost nothing: all cached -> 0 min left; none cached -> the estimate
+    monkeypatch.setattr(plan_mod, "is_cached", lambda *a: True)
+    assert chapter_plan(7, cpu, data=object()).endswith("about 0 min of training left")
+    monkeypatch.setattr(plan_mod, "is_cached", lambda *a: False)
+    left = float(chapter_plan(7, cpu, data=object()).rsplit("about ", 1)[1].split(" min")[0])
+    part = PARTS["ch07-scaling"]
+    assert left == pytest.approx(sum(arm_minutes(part, a, cpu, DEVICES["2 CPU cores"]) for a in part.arms), abs=0.5)
+
+
+def test_this_device_is_the_budgets_default_without_a_gpu():
+    assert this_device(budget_sizes("cpu")).name == "2 CPU cores"
+    assert this_device(budget_sizes("smoke")).name == "2 CPU cores (smoke)"
