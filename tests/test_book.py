@@ -451,8 +451,8 @@ def test_no_helper_is_defined_in_two_chapters():
                 for m in re.finditer(r"^(?:def|class) (\w+)|^(\w+) = lambda", cell.source, re.M):
                     where.setdefault(m.group(1) or m.group(2), set()).add(nb.stem[:2])
     twice = {name: sorted(chs) for name, chs in where.items() if len(chs) > 1}
-    # left: chapters 3, 4 and 5 keep their own copies until they are re-executed on the kit (chapters 3 and 5's
-    # migrations wait on branches wip/ch03-kit and wip/ch05-kit for their cpu re-execution); nothing new may join
-    pending = {"pct": ["03", "04", "05"], "gpu_cell": ["03", "05"], "seed_verdict": ["03", "04"]}
+    # left: chapters 3 and 4 keep their own copies until they are re-executed on the kit (their migrations wait
+    # for a cpu re-execution); nothing new may join
+    pending = {"pct": ["03", "04"], "seed_verdict": ["03", "04"]}
     assert all(set(chs) <= set(pending.get(name, ())) for name, chs in twice.items()), \
         f"defined in several chapters (move them to simclr_book): {twice}"
