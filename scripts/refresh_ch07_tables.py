@@ -5,40 +5,26 @@ outputs, so the rendered book shows the current results files without re-running
 """
 from __future__ import annotations
 
-import ast
-
 import nbformat
 from nbclient import NotebookClient
 
 PATH = "book/07_scaling_up.ipynb"
 # the cells to refresh, found by their first lines of code (not by position)
-MARKERS = ('RES_DIR = ROOT / "benchmarks" / "results"', 'for name, r in bench.get("train_step", [])')
-SETUP = """import json
-import re
-import textwrap
-from pathlib import Path
+MARKERS = ("bench = read_benchmarks(",)
+# what those cells use (the chapter imports the same names from the kit)
+SETUP = """from pathlib import Path
 from IPython.display import Markdown, display
 import simclr_lite
 from simclr_book.budget import markdown_table
+from simclr_book.scaling_book import benchmark_rows, distributed_tables, gpu_benchmark_files, read_benchmarks, say
 ROOT = Path(simclr_lite.__file__).resolve().parents[1]
 """
-
-
-def chapter_function(nb: nbformat.NotebookNode, name: str) -> str:
-    """The source of a function the chapter defines (so this script never keeps its own copy)."""
-    for cell in nb.cells:
-        if cell.cell_type == "code" and f"def {name}(" in cell.source:
-            for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.FunctionDef) and node.name == name:
-                    return ast.get_source_segment(cell.source, node) + "\n"
-    raise SystemExit(f"{PATH} defines no function {name}()")
 
 
 def main() -> None:
     nb = nbformat.read(PATH, as_version=4)
     idx = [next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and m in c.source) for m in MARKERS]
-    mini = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        SETUP + chapter_function(nb, "md_table") + chapter_function(nb, "say"))]
+    mini = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SETUP)]
                                     + [nbformat.v4.new_code_cell(nb.cells[i].source) for i in idx])
     mini.metadata = nb.metadata
     NotebookClient(mini, timeout=120, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
