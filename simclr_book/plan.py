@@ -112,12 +112,15 @@ def is_cached(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> boo
     return any(p for p in cache.runs_dir().glob(f"*-{key}") if not p.name.startswith("."))
 
 
-def plan(budget: Budget, device: Device, data: Any = None) -> list[dict[str, Any]]:
-    """One record per part: name, chapter, title, arms (name, seeds, epochs, cached), estimated minutes
-    from an empty cache, and the measured minutes of its results file when one exists."""
+def plan(budget: Budget, device: Device, data: Any = None, chapter: int | None = None) -> list[dict[str, Any]]:
+    """One record per part (of ``chapter`` only, when given): name, chapter, title, arms (name, seeds,
+    epochs, cached), estimated minutes from an empty cache, and the measured minutes of its results file
+    when one exists."""
     from simclr_book.fullscale import read_results
     out = []
     for part in ordered_parts():
+        if chapter is not None and part.chapter != chapter:
+            continue
         seeds = part.seeds.get(budget.name, (0,))
         arms = []
         for a in part.arms:
@@ -168,7 +171,7 @@ def chapter_plan(chapter: int, budget: Budget, data: Any = None, device: Device 
     and the estimated minutes on this machine (:func:`this_device`): each chapter prints it before it
     trains. An arm's minutes count only its seeds not cached yet."""
     device = device or this_device(budget)
-    records = [r for r in plan(budget, device, data) if r["chapter"] == chapter]
+    records = plan(budget, device, data, chapter=chapter)     # the cache is checked for this chapter only
     if not records:
         return f"chapter {chapter} has no part of the book's specs at the {budget.name} budget"
     lines = [f"chapter {chapter} at the {budget.name} budget on {device.name} (estimates: {device.source})"]

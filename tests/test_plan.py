@@ -58,8 +58,10 @@ def test_a_chapter_prints_only_its_parts_and_what_is_left_to_train(monkeypatch):
     assert "the run cache was not checked" in text
     assert chapter_plan(99, cpu).startswith("chapter 99 has no part")
     # with the cache checked, cached seeds cost nothing: all cached -> 0 min left; none cached -> the estimate
-    monkeypatch.setattr(plan_mod, "is_cached", lambda *a: True)
+    checked = []
+    monkeypatch.setattr(plan_mod, "is_cached", lambda part, *a: checked.append(part.chapter) or True)
     assert chapter_plan(7, cpu, data=object()).endswith("about 0 min of training left")
+    assert checked and set(checked) == {7}        # only the chapter's own parts are looked up in the cache
     monkeypatch.setattr(plan_mod, "is_cached", lambda *a: False)
     left = float(chapter_plan(7, cpu, data=object()).rsplit("about ", 1)[1].split(" min")[0])
     part = PARTS["ch07-scaling"]
