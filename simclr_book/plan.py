@@ -185,8 +185,7 @@ def chapter_plan(chapter: int, budget: Budget, data: Any = None, device: Device 
             if a["kind"] == "shared":
                 seen.add((a["shared"], tuple(a["seeds"])))
             per_arm.append((a, a["minutes"] / len(a["seeds"]) * left, dup))
-        left = sum(m for _, m, _ in per_arm)
-        todo += left
+        todo += sum(m for _, m, _ in per_arm)
         lines.append(f"- {r['part']}: {r['title']}")
         for a, m, dup in per_arm:
             cached = "" if a["cached"] is None else f"; cached {a['cached']} of {len(a['seeds'])}"

@@ -48,7 +48,6 @@ ALLOWED = [
     ("tests/test_bench_common.py", "/home/ann/out/x.json", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/tmp/site", "a sample that public_paths must hide"),
     ("tests/test_bench_common.py", "/tmp/o", "a sample that public_paths must hide"),
-    ("tests/test_scaling_book.py", "/home/me/repo", "a sample that public_command must hide"),
     ("tests/test_machine_paths.py", "*", "this test's own patterns and samples"),
 ]
 
