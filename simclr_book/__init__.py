@@ -18,6 +18,8 @@ SimCLR itself and this package for what only the book needs:
 - :mod:`simclr_book.fullscale`: runs a part and writes its results file
   (``python -m simclr_book.fullscale PART``); the chapters' full-scale cells.
 - :mod:`simclr_book.augmentation_study` (chapter 2),
+  :mod:`simclr_book.heads` (chapter 4),
+  :mod:`simclr_book.batch_study` (chapter 5),
   :mod:`simclr_book.evaluation_book` (chapters 1 and 6) and
   :mod:`simclr_book.scaling_book` (chapter 7): the chapters' loops, tables and
   figures, so that a notebook shows what it teaches, not its plumbing.

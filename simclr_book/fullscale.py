@@ -37,7 +37,7 @@ from simclr_book.verdict import Verdict, compare, compare_gains
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = ((0.01, 200), (0.10, 60))     # Table 7: (label fraction, epochs) of fine-tuning and of from scratch
-TSNE_IMAGES, TSNE_SEEDS = 2000, (0, 1, 2)
+TSNE_IMAGES, TSNE_SEEDS, TSNE_INIT = 2000, (0, 1, 2), "random"
 
 
 # ---------------------------------------------------------------------------------------- one arm
@@ -135,34 +135,47 @@ def finetune_metrics(encoder: torch.nn.Module, cfg: Any, data: tuple[torch.Tenso
 
 
 def tsne_metrics(model: torch.nn.Module, data: tuple[torch.Tensor, ...], device: str) -> dict[str, Any]:
-    """B.4 rebuilt: class separation of h and of z = g(h) on ``TSNE_IMAGES`` test images, in the original
-    spaces (silhouette on cosine distances, with the 2.5-97.5% range over random halves of the images) and
-    in 2-D t-SNE maps (silhouette per t-SNE seed)."""
+    """Appendix B.4 rebuilt: class separation of h and of z = g(h) on the same ``TSNE_IMAGES`` test images,
+    in the original spaces and in 2-D t-SNE maps (Fig. B.4 of the paper shows the maps only).
+
+    For each of ``"h"`` and ``"z"``: ``cosine_silhouette``, the silhouette by class on cosine distances in
+    the original space, and ``cosine_silhouette_95``, its 2.5-97.5% range over 20 random halves of the
+    images (without repeats, which distort a silhouette); ``tsne_silhouette``, the silhouette of the 2-D map
+    of each t-SNE seed (``TSNE_SEEDS``); ``maps``, those maps (coordinates rounded to 0.01), so a chapter
+    draws the full-scale model's maps from its results file. ``difference_95``: the range of h's minus
+    z's cosine silhouette over the same halves (paired); ``labels``: the images' classes. kNN and linear
+    evaluation of h and z on all the test images are the arm's ``knn`` / ``knn_z`` / ``linear`` /
+    ``linear_z`` (:func:`evaluate_model`). Book: chapter 4.
+    """
     import numpy as np
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
+
+    from simclr_lite.evaluate import extract_features
     xte, yte = data[2], data[3]
     pick = torch.randperm(len(xte), generator=torch.Generator().manual_seed(0))[:TSNE_IMAGES]
-    from simclr_lite.evaluate import extract_features
     h = extract_features(model.encoder, xte[pick], device=device)     # once: only the test images are mapped
     with torch.no_grad():
         z = model.head.to(device).eval()(h.to(device)).float().cpu()
     model.head.cpu()
     y = yte[pick].numpy()
-    out: dict[str, Any] = {"images": len(pick)}
+    feats = {k: torch.nn.functional.normalize(f.float(), dim=1).numpy() for k, f in (("h", h), ("z", z))}
     rng = np.random.default_rng(0)
-    for key, f in (("h", h), ("z", z)):
-        f = torch.nn.functional.normalize(f.float(), dim=1).numpy()
-        boot = []     # the interval: 20 random halves of the images (without repeats, which distort it)
-        for _ in range(20):
-            i = rng.choice(len(f), len(f) // 2, replace=False)
-            boot.append(float(silhouette_score(f[i], y[i], metric="cosine")))
-        maps = [float(silhouette_score(TSNE(2, perplexity=min(30.0, (len(f) - 1) / 3), init="pca",
-                                            learning_rate="auto", random_state=s).fit_transform(f), y))
-                for s in TSNE_SEEDS]
+    halves = [rng.choice(len(y), len(y) // 2, replace=False) for _ in range(20)]
+    by_half = {k: [float(silhouette_score(f[i], y[i], metric="cosine")) for i in halves] for k, f in feats.items()}
+
+    def range_95(v: Any) -> list[float]:
+        return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+    out: dict[str, Any] = {"images": len(pick), "labels": [int(c) for c in y],
+                           "difference_95": range_95(np.subtract(by_half["h"], by_half["z"]))}
+    for key, f in feats.items():
+        # a random start per seed: with PCA's start the seed changes nothing and every "seed" is one map
+        maps = [TSNE(2, perplexity=min(30.0, (len(f) - 1) / 3), init=TSNE_INIT, learning_rate="auto",
+                     random_state=s).fit_transform(f) for s in TSNE_SEEDS]
         out[key] = {"cosine_silhouette": float(silhouette_score(f, y, metric="cosine")),
-                    "cosine_silhouette_95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-                    "tsne_silhouette": maps}
+                    "cosine_silhouette_95": range_95(by_half[key]),
+                    "tsne_silhouette": [float(silhouette_score(m, y)) for m in maps],
+                    "maps": [np.round(m, 2).tolist() for m in maps]}
     return out
 
 
@@ -213,7 +226,7 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
             lambda: finetune_metrics(model.encoder, cfg, data, device)).items() if k != "cached"})
     if "tsne" in part.evals and arm.shared == "main":
         rec["tsne"] = {k: v for k, v in cache.cached_result(
-            f"tsne-{folder}", {**evals, "tsne": [TSNE_IMAGES, TSNE_SEEDS]},
+            f"tsne-{folder}", {**evals, "tsne": [TSNE_IMAGES, TSNE_SEEDS, TSNE_INIT]},
             lambda: tsne_metrics(model, data, device)).items() if k != "cached"}
     return rec
 
@@ -235,6 +248,80 @@ def floors(budget: Budget, data: tuple[torch.Tensor, ...]) -> dict[str, float]:
     parts = {"config": budget.config().to_dict(), "data": cache.fingerprint(data)}
     return {k: float(v) for k, v in cache.cached_result(f"{budget.name}-floors", parts, compute).items()
             if k != "cached"}
+
+
+def arm_run(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]
+            ) -> dict[str, Any]:
+    """The trained run of SimCLR arm ``arm_name`` of ``part`` at ``seed`` (:func:`simclr_book.cache.cached_pretrain`'s
+    summary, with its ``model``): the run :func:`arm_result` measures, trained on the first call and loaded
+    from the run cache after, under the same folder name. For a chapter that needs the network itself (chapter
+    4: Table 3's probes and the linear head's spectrum)."""
+    from simclr_book.plan import arm_config_at
+    arm = part.arm(arm_name)
+    if arm.kind == "supervised":
+        raise ValueError(f"{part.name}: {arm_name} is a supervised arm; only SimCLR arms are runs")
+    name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared"
+            else f"{budget.name}-{part.name}-{arm.name.replace('>', '-').replace('/', '_')}")
+    views, views_key = fig5_views(*arm.views) if arm.views else (None, None)
+    return cache.cached_pretrain(arm_config_at(part, arm, budget, seed), data,
+                                 name=name + (f"-seed{seed}" if seed else ""), augment=views, augment_key=views_key)
+
+
+def evaluate_run(run: dict[str, Any], data: tuple[torch.Tensor, ...], device: str,
+                 h_and_z: bool = False) -> dict[str, float]:
+    """kNN and linear evaluation of a cached run's h (and z, :func:`evaluate_model`) on all of ``data``, computed
+    once (the same cached result as :func:`arm_result`'s for that run): the protocol of the floors, for a
+    chapter's own arms (chapter 4's Table 3 arms)."""
+    folder = Path(run["folder"]).name
+    evals = {"h_and_z": h_and_z, "device": device, "data": cache.fingerprint(data), "run": folder}
+    res = cache.cached_result(f"eval-{folder}", evals, lambda: evaluate_model(run["model"], data, device, h_and_z))
+    return {k: float(v) for k, v in res.items() if k != "cached"}
+
+
+def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """Part ``name`` at ``budget`` on a chapter's ``data``: every arm at every seed of the budget
+    (:func:`arm_result`, through the run cache; each record adds ``measure_s``, the seconds it took here)
+    and the floors, in the results file's layout (``part``, ``budget``, ``test_images``, ``floors``,
+    ``arms``), which :func:`decide` and :func:`finding_rows` read. So a chapter decides its rows at its
+    budget with the code that decides them at full scale. Book: chapter 4."""
+    part = PARTS[name]
+    arms = []
+    for seed in part.seeds.get(budget.name, (0,)):
+        for arm in part.arms:
+            t0 = time.perf_counter()
+            arms.append({**arm_result(part, arm.name, budget, seed, data), "measure_s": time.perf_counter() - t0})
+    return {"part": name, "chapter": part.chapter, "title": part.title, "budget": budget.name,
+            "train_images": len(data[0]), "test_images": len(data[2]), "floors": floors(budget, data), "arms": arms}
+
+
+def loaded_seconds(results: list[dict[str, Any]], budget: Budget) -> dict[str, float]:
+    """What the runs of ``results`` (:func:`part_results`, in the order they ran: a run in two parts is
+    counted at its first, so a run trained by an earlier part and loaded by a later one is not counted
+    twice) would have cost from an empty cache, beyond the wall time of the execution that loaded them:
+    ``loaded``, the recorded training seconds of the runs loaded from the run cache (a supervised arm's
+    result does not record them: the plan's estimate) and, for a record measured in seconds (its
+    evaluations loaded too), the plan's estimate of its kNN and linear evaluations and t-SNE; ``shared``,
+    the recorded training seconds of the shared models among them, loaded or not. Book: chapter 4 (its
+    time from an empty cache, and with the shared models cached)."""
+    from simclr_book.plan import TSNE_S, arm_minutes, this_device
+    device, seen, out = this_device(budget), set(), {"loaded": 0.0, "shared": 0.0}
+    fast = min(5.0, device.eval_s / 4)      # a record measured this fast loaded its evaluations from the cache
+    for res in results:
+        part = PARTS[res["part"]]
+        for r in res["arms"]:
+            key = (r["kind"], json.dumps(r["config"], sort_keys=True))
+            first = key not in seen
+            seen.add(key)
+            arm = part.arm(r["arm"])
+            if r["kind"] == "shared" and first:
+                out["shared"] += r["train_s"]
+            if r["cached"] and first:
+                out["loaded"] += (60 * arm_minutes(part, arm, budget, device) if r["kind"] == "supervised"
+                                  else r["train_s"])
+            if r["kind"] != "supervised" and r.get("measure_s", 0.0) < fast:
+                spaces = 2 if "h_and_z" in part.evals and arm.shared != "no-head" else 1
+                out["loaded"] += (device.eval_s * spaces if first else 0) + (TSNE_S[budget.name] if "tsne" in r else 0)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- verdicts

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from simclr_book.fullscale import decide, fullscale_cell, main, read_results
@@ -97,3 +98,121 @@ def test_every_finding_row_has_a_cell(tmp_path):
     for f in FINDINGS:
         for row in f.rows:
             assert fullscale_cell(f, row, root=tmp_path).startswith("not measured yet: `python -m simclr_book.fullscale ")
+
+
+# ---------------------------------------------------------------------------------------- chapter 4's helpers
+def test_part_results_has_the_results_files_layout_and_decides_like_it(monkeypatch):
+    """A chapter's part at its budget (part_results) is read by decide() as a results file is."""
+    import torch
+
+    import simclr_book.fullscale as fs
+    from simclr_book.budget import budget_sizes
+    calls = []
+
+    def fake_arm(part, arm, budget, seed, data):
+        calls.append((arm, seed))
+        lin = {"head-nonlinear": 0.60, "head-linear": 0.55, "head-none": 0.50}[arm] + 0.001 * seed
+        return {"arm": arm, "seed": seed, "kind": "shared", "linear": lin, "linear_z": lin - 0.05, "knn": lin,
+                "knn_z": lin, "cached": True, "train_s": 10.0, "config": {"seed": seed, "head": arm}}
+    monkeypatch.setattr(fs, "arm_result", fake_arm)
+    monkeypatch.setattr(fs, "floors", lambda b, d: {"pixels_knn": 0.4, "pixels_linear": 0.35,
+                                                   "random_knn": 0.3, "random_linear": 0.3})
+    data = (torch.zeros(100, 1), torch.zeros(100), torch.zeros(10_000, 1), torch.zeros(10_000))
+    cpu = budget_sizes("cpu")
+    results = {p: fs.part_results(p, cpu, data) for p in ("ch04-fig8-seed0", "ch04-fig8-seed1", "ch04-fig8-seed2")}
+    assert calls[:3] == [("head-nonlinear", 0), ("head-linear", 0), ("head-none", 0)]
+    assert ("head-none", 1) not in calls and ("head-linear", 2) in calls
+    res = results["ch04-fig8-seed0"]
+    assert res["test_images"] == 10_000 and res["budget"] == "cpu" and all(r["measure_s"] >= 0 for r in res["arms"])
+    rows = dict((row.label, v) for row, v in fs.finding_rows(finding_of(5), results))
+    nl_li, nl_no, hz = rows.values()
+    assert nl_li.seeds == 3 and nl_no.seeds == 1 and hz.seeds == 3                # no head: seed 0 only
+    assert nl_no.gap == pytest.approx(10.0) and nl_no.status == PAPER            # 10 points >= 2 x test-set bar
+    assert nl_li.floor == pytest.approx(0.35)                                      # the linear floor
+
+
+def test_loaded_seconds_counts_each_run_once_and_estimates_what_was_not_recorded(monkeypatch):
+    from simclr_book.budget import budget_sizes
+    from simclr_book.fullscale import loaded_seconds
+    from simclr_book.plan import DEVICES, TSNE_S, arm_minutes
+    cpu, dev = budget_sizes("cpu"), DEVICES["2 CPU cores"]
+    main = {"arm": "head-nonlinear", "seed": 0, "kind": "shared", "config": {"x": 1}, "train_s": 1000.0}
+    results = [
+        {"part": "ch04-tsne", "arms": [{**main, "cached": True, "measure_s": 1.0, "tsne": {}}]},   # all loaded
+        {"part": "ch04-fig8-seed0", "arms": [
+            {**main, "cached": True, "measure_s": 1.0},                                 # the same run again
+            {"arm": "head-none", "seed": 0, "kind": "shared", "config": {"x": 2}, "train_s": 900.0,
+             "cached": False, "measure_s": 950.0}]},                                    # trained now
+        {"part": "ch04-fig7", "arms": [
+            {"arm": "sup-w", "seed": 0, "kind": "supervised", "config": {"x": 3}, "train_s": None, "cached": True}]},
+    ]
+    out = loaded_seconds(results, cpu)
+    fig7 = PARTS["ch04-fig7"]
+    sup = 60 * arm_minutes(fig7, fig7.arm("sup-w"), cpu, dev)
+    assert out["shared"] == pytest.approx(1900.0)                     # both shared models, loaded or not
+    assert out["loaded"] == pytest.approx(1000.0 + 2 * dev.eval_s + TSNE_S["cpu"] + sup)
+
+
+def test_arm_run_loads_the_run_that_arm_result_measures(monkeypatch):
+    """arm_run asks the run cache for the same config, name and views as arm_result."""
+    import torch
+
+    import simclr_book.fullscale as fs
+    from simclr_book.budget import budget_sizes
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_pretrain(cfg, data, name, augment=None, augment_key=None, **kw):
+        seen.append((cfg, name, augment_key))
+        raise Stop
+    monkeypatch.setattr(fs.cache, "cached_pretrain", fake_pretrain)
+    data = (torch.zeros(4, 1), torch.zeros(4), torch.zeros(4, 1), torch.zeros(4))
+    smoke = budget_sizes("smoke")
+    cases = (("ch04-fig8-seed1", "head-linear", 1), ("ch04-fig7", "w/4", 2), ("ch02-fig5", "crop>color", 0))
+    for part, arm, seed in cases:
+        for f in (fs.arm_result, fs.arm_run):
+            with pytest.raises(Stop):
+                f(PARTS[part], arm, smoke, seed, data)
+        assert seen[-1] == seen[-2], (part, arm)
+    assert seen[0][1] == "smoke-linear-head-seed1" and seen[0][0].seed == 1
+    with pytest.raises(ValueError, match="supervised"):
+        fs.arm_run(PARTS["ch04-fig7"], "sup-w", smoke, 0, data)
+
+
+def test_evaluate_run_is_computed_once(tmp_path, monkeypatch):
+    import torch
+
+    import simclr_book.fullscale as fs
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    n = []
+    monkeypatch.setattr(fs, "evaluate_model",
+                        lambda model, data, device, hz: n.append(hz) or {"knn": 0.5, "linear": 0.6})
+    run = {"folder": str(tmp_path / "runs" / "smoke-x-0123"), "model": None}
+    data = (torch.zeros(4, 1), torch.zeros(4), torch.zeros(4, 1), torch.zeros(4))
+    assert fs.evaluate_run(run, data, "cpu") == {"knn": 0.5, "linear": 0.6}
+    assert fs.evaluate_run(run, data, "cpu") == {"knn": 0.5, "linear": 0.6} and n == [False]
+
+
+def test_tsne_metrics_measures_h_and_z_in_the_original_spaces_and_keeps_the_maps(monkeypatch):
+    import torch
+
+    import simclr_book.fullscale as fs
+    from simclr_lite.models import build_simclr
+    monkeypatch.setattr(fs, "TSNE_IMAGES", 60)
+    monkeypatch.setattr(fs, "TSNE_SEEDS", (0, 1))
+    torch.manual_seed(0)
+    model = build_simclr("resnet10", 0.125, True, "nonlinear", 16, 2, 32).eval()
+    x = (torch.rand(80, 3, 32, 32) * 255).to(torch.uint8)
+    y = torch.arange(80) % 4
+    out = fs.tsne_metrics(model, (x, y, x, y), "cpu")
+    assert out["images"] == 60 and len(out["labels"]) == 60 and set(out["labels"]) == {0, 1, 2, 3}
+    lo, hi = out["difference_95"]
+    assert lo <= hi
+    for key in ("h", "z"):
+        r = out[key]
+        assert -1 <= r["cosine_silhouette_95"][0] <= r["cosine_silhouette_95"][1] <= 1
+        assert len(r["tsne_silhouette"]) == 2 and len(r["maps"]) == 2
+        assert np.asarray(r["maps"][0]).shape == (60, 2)
+        assert not np.allclose(r["maps"][0], r["maps"][1]), "two t-SNE seeds gave the same map"

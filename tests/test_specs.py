@@ -5,7 +5,7 @@ import pytest
 
 from simclr_book.budget import budget_sizes
 from simclr_book.plan import arm_config_at
-from simclr_book.specs import FINDINGS, PARTS, command, part_epochs
+from simclr_book.specs import FINDINGS, PARTS, command, finding_of, part_epochs
 
 
 def test_every_finding_of_the_book_is_specified_once():
@@ -77,3 +77,25 @@ def test_decisive_parts_have_three_seeds_at_cpu():
 
 def test_command_names_the_runner():
     assert command("ch05-fig9") == "python -m simclr_book.fullscale ch05-fig9"
+
+
+def test_fig8_trains_no_head_at_seed_0_only_and_the_other_heads_at_three():
+    """No head's gap to the nonlinear head is beyond twice its test-set bar, so one seed decides it (the rule);
+    the nonlinear and linear heads, about a point apart, get 3 seeds at every budget."""
+    parts = [PARTS[f"ch04-fig8-seed{s}"] for s in (0, 1, 2)]
+    for budget in ("smoke", "cpu", "gpu"):
+        seeds: dict[str, list[int]] = {}
+        for p in parts:
+            for a in p.arms:
+                seeds.setdefault(a.name, []).extend(p.seeds[budget])
+        assert seeds == {"head-nonlinear": [0, 1, 2], "head-linear": [0, 1, 2], "head-none": [0]}, budget
+    assert all(a.kind == "shared" for p in parts for a in p.arms)
+    assert {a.shared for a in parts[0].arms} == {"main", "linear-head", "no-head"}
+
+
+def test_chapter_4_rows_carry_the_prefixes_of_the_findings_page():
+    """book/findings.md counts a chapter's table rows by their first words (scripts/findings.py)."""
+    prefixes = {4: "Fig. 7:", 5: "Fig. 8:", 7: "B.4: t-SNE"}
+    for fid, prefix in prefixes.items():
+        assert all(row.label.startswith(prefix) for row in finding_of(fid).rows), fid
+    assert "ch04-tsne" in finding_of(7).parts and "tsne" in PARTS["ch04-tsne"].evals
