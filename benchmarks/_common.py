@@ -118,7 +118,7 @@ def git_commit() -> str | None:
 
 
 def git_commit_now(repo: Path | str | None = None) -> str | None:
-    """The one rule for the commit a result records (benchmarks and ``scripts/book_gpu.py``).
+    """The one rule for the commit a result records (benchmarks and ``simclr_book.fullscale``).
 
     ``$SIMCLR_COMMIT`` when set (the sender of a working tree to a GPU machine sets it: the copy's
     ``.git`` may be absent or stale there); else the short commit of ``repo`` (default: this checkout),

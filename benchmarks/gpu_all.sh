@@ -7,7 +7,7 @@
 # OUT: where the results JSON files and gpu_all.log go (default benchmarks/results).
 # SIMCLR_DATA: a folder with cifar10/train.tar.gz and test.tar.gz; default: data/ when
 #   data/cifar10/train.tar.gz exists (git-ignored; carry it to the GPU machine); without either the
-#   benchmarks use random uint8 images of CIFAR-10's shape and say so in the JSON (book_gpu is skipped).
+#   benchmarks use random uint8 images of CIFAR-10's shape and say so in the JSON (the book part check is skipped).
 # Wheels of the benchmark-only dependencies (lightly, kornia and theirs) are installed from
 # .whl/ when present (no internet needed); without them, bench_loss / bench_train_step use a
 # copy of lightly's NTXentLoss and torchvision transforms, and kornia's row is skipped.
@@ -87,15 +87,13 @@ else
   run train_step "$(L 120)" "$PY" benchmarks/bench_train_step.py --device $DEV "${STEP_ARGS[@]}"
 fi
 run sync_check "$(L 20)" "$PY" benchmarks/check_sync.py   # syncs per steady-state step (a no-op on a CPU)
-# 4. the book at full scale, a short check: chapter 1 with 1 training minute (full chapters: 9 min each,
-#    python scripts/book_gpu.py --chapter N); quick: tiny settings on a generated image tree
-if [ "$QUICK" = 1 ]; then
-  "$PY" -c "import sys; sys.path.insert(0, 'tests'); from conftest import make_tree; from pathlib import Path; make_tree(Path('$OUT/tree'))"
-  run book_ch01 "$(L 40)" "$PY" scripts/book_gpu.py --chapter 1 --quick --data "$OUT/tree" --out "$OUT/book-ch01-check.json"
-elif [ "$DEV" = cuda ] && [ -n "${SIMCLR_DATA:-}" ]; then
-  run book_ch01 100 "$PY" scripts/book_gpu.py --chapter 1 --train-minutes 1 --out "$OUT/book-ch01-check.json"
+# 4. the book's full-scale runner, a short check: part ch05-fig9 at the smoke budget on this device (the
+#    parts themselves, at most 9 minutes each: python -m simclr_book.fullscale PART, see book/reproduce.md)
+if [ -n "${SIMCLR_DATA:-}" ]; then
+  run book_part "$(L 100)" env SIMCLR_DEVICE="$DEV" "$PY" -m simclr_book.fullscale ch05-fig9 --budget smoke \
+    --out "$OUT/book-part-check.json"
 else
-  echo "[gpu_all] book_gpu skipped (needs a GPU and CIFAR-10)"
+  echo "[gpu_all] book part check skipped (needs CIFAR-10: SIMCLR_DATA)"
 fi
 
 echo; echo "=== results ($(( $(date +%s) - T0 )) s in all; files in $OUT) ==="

@@ -103,7 +103,7 @@ def target_rows(folder: Path) -> list[tuple[str, str, str]]:
     status: met / missed, or why there is no figure (not measured here, no GPU, to be measured).
     """
     aug, step = _latest(folder, "augment-*.json"), _latest(folder, "train_step-*.json")
-    checks, book = _latest(folder, "checks.json"), _latest(folder, "book-ch*.json")
+    checks, book = _latest(folder, "checks.json"), _latest(folder, "book-part-*.json")
     def gpu(r: dict | None) -> bool:
         return r is not None and "gpu" in r["machine"]
 
@@ -158,12 +158,12 @@ def target_rows(folder: Path) -> list[tuple[str, str, str]]:
                  "to be measured: python -m simclr_lite pretrain --preset cifar10-gpu-10min --out runs/g10"))
     rows.append((">= 90% kNN with --time-budget 60 on one H200", "-", "to be measured (60 minutes)"))
     if book:
-        how = "quick settings" if book["quick"] else f"{book['train_minutes_per_run']} training minutes per run"
-        rows.append((f"book chapter at full scale <= {book['limit_s']} s (scripts/book_gpu.py)",
-                     f"ch{book['chapter']:02d} with {how}: {book['wall_time_s']:.0f} s on {book['device']}",
-                     "check only (full chapters: to be measured)"))
+        rows.append(("the book's full-scale runner on this device (python -m simclr_book.fullscale)",
+                     f"{book['part']} at {book['budget']}: {book['wall_time_s']:.0f} s on {book['device']}",
+                     "check only (the parts at gpu: book/reproduce.md)"))
     else:
-        rows.append(("book chapter at full scale <= 540 s (scripts/book_gpu.py)", "-", "to be measured"))
+        rows.append(("the book's full-scale runner on this device (python -m simclr_book.fullscale)", "-",
+                     "to be measured"))
     return rows
 
 

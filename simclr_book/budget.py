@@ -21,7 +21,6 @@ device and wall time the same way. Devices are named by
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -222,28 +221,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 GPU_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results" / "gpu"
-
-
-def gpu_results(chapter: int, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The full-scale results of ``chapter`` (``book/results/gpu/chNN.json``, written by
-    ``scripts/book_gpu.py --chapter N`` on a GPU), or None when that chapter has not been run on one."""
-    path = Path(root or GPU_RESULTS) / f"ch{chapter:02d}.json"
-    if not path.exists():
-        return None
-    res = json.loads(path.read_text())
-    return None if res.get("quick") else res      # a --quick file (tiny CPU settings) is not a result
-
-
-def gpu_line(chapter: int, root: str | os.PathLike | None = None) -> str:
-    """One sentence for a chapter: its full-scale runs (device, commit, wall time) or that none exist yet."""
-    res = gpu_results(chapter, root)
-    if res is None:
-        return (f"Full scale (GPU): not measured yet; `python scripts/book_gpu.py --chapter {chapter}` on one GPU "
-                f"writes book/results/gpu/ch{chapter:02d}.json and this chapter then shows it.")
-    runs = ", ".join(f"{r['name']} {100 * r['knn_top1']:.1f}%" for r in res.get("runs", [])
-                     if r.get("knn_top1") is not None)
-    return (f"Full scale (GPU): {res.get('device', '?')}, commit {res.get('commit', '?')}, "
-            f"{res.get('wall_time_s', 0) / 60:.1f} min; kNN top-1: {runs}.")
 
 
 def pct(v: float | None) -> str:

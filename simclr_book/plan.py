@@ -38,10 +38,10 @@ class Device:
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (
-    Device("NVIDIA H200", "gpu", 3.5, 30, 15,
-           "measured: 34.9 epochs of ResNet-18 (batch 512, bf16, eager) in 121.3 s of a 135.9 s part, "
-           "book/results/gpu/ch01.json"),
-    Device("NVIDIA H100", "gpu", 4.4, 30, 20,
+    Device("NVIDIA H200", "gpu", 3.6, 30, 15,
+           "measured: 41.9 epochs of ResNet-18 (the cifar10-gpu preset: batch 512, bf16, eager) in 151.4 s, "
+           "benchmarks/results/h200-2026-11-30/cifar10-gpu-2.5min-eager.run.json"),
+    Device("NVIDIA H100", "gpu", 4.5, 30, 20,
            "not measured: the H200's times x 1.25 (assumed; the H100's memory is slower)"),
     Device("2 CPU cores", "cpu", 68.0, 150, 60,
            "measured: the cpu shared model, 24 epochs in 27.2 min on 2 cores of an AMD EPYC (Reproducing page)"),

@@ -19,13 +19,6 @@ def _common():
     return mod
 
 
-def _book_gpu():
-    spec = importlib.util.spec_from_file_location("book_gpu_for_commit", ROOT / "scripts" / "book_gpu.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A git repository with a benchmark script, a benchmark result and a book result, committed."""
@@ -61,23 +54,6 @@ def test_commit_is_dirty_for_code_changes_but_not_for_results_files(repo, monkey
     assert C._git_commit_now() == clean + "+dirty"
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_book_gpu_records_the_commit_by_the_same_rule(repo, monkeypatch):
-    """scripts/book_gpu.py has no rule of its own: it calls benchmarks/_common.git_commit_now, so both
-    record the same commit for the same tree (clean, results changed, code changed, $SIMCLR_COMMIT)."""
-    C, B = _common(), _book_gpu()
-    assert "subprocess" not in (ROOT / "scripts" / "book_gpu.py").read_text()   # no second copy of the rule
-    monkeypatch.setattr(B, "REPO", repo)
-    clean = B.git_commit()
-    assert clean == C.git_commit_now(repo) and "+dirty" not in clean
-    (repo / "book" / "results" / "gpu" / "ch01.json").write_text('{"new": 1}\n')
-    assert B.git_commit() == clean
-    (repo / "benchmarks" / "bench_x.py").write_text("print(2)\n")
-    assert B.git_commit() == C.git_commit_now(repo) == clean + "+dirty"
-    monkeypatch.setenv("SIMCLR_COMMIT", "91bca31")   # set by whoever sends a working tree to a GPU machine
-    assert B.git_commit() == C.git_commit_now(repo) == "91bca31"
-
-
 def test_commit_outside_a_repository_is_none(tmp_path, monkeypatch):
     monkeypatch.delenv("SIMCLR_COMMIT", raising=False)
     assert _common().git_commit_now(tmp_path) is None
@@ -92,8 +68,8 @@ def test_commit_outside_a_repository_is_none(tmp_path, monkeypatch):
     ("PYTHONPATH=/tmp/site:{repo} python x.py", "PYTHONPATH=PATH:. python x.py"),
     ("CIFAR-10 train from $SIMCLR_DATA={repo}/.devcarry", "CIFAR-10 train from $SIMCLR_DATA=.devcarry"),
     ("--data ~/datasets/cifar10", "--data PATH"),
-    ("python scripts/book_gpu.py --chapter 1 --quick --data tree --out /dev/null",
-     "python scripts/book_gpu.py --chapter 1 --quick --data tree --out /dev/null"),   # nothing to hide
+    ("python -m simclr_book.fullscale ch05-fig9 --budget smoke --out /dev/null",
+     "python -m simclr_book.fullscale ch05-fig9 --budget smoke --out /dev/null"),   # nothing to hide
     ("12.5 img/s, ratio 3/4, https://arxiv.org/abs/2002.05709",
      "12.5 img/s, ratio 3/4, https://arxiv.org/abs/2002.05709"),
 ])

@@ -127,22 +127,6 @@ def test_markdown_table_escapes_pipes():
     assert t.splitlines() == ["| a | b\\|c |", "|---|---|", "| 1 | x \\| y |", "| 2 z | 3 |"]
 
 
-def test_gpu_results_read_a_chapter_file_and_ignore_quick_ones(tmp_path):
-    import json
-
-    from simclr_book.budget import gpu_line, gpu_results
-
-    assert gpu_results(4, tmp_path) is None and "not measured yet" in gpu_line(4, tmp_path)
-    rec = {"chapter": 4, "quick": False, "device": "NVIDIA H200", "commit": "abc1234", "wall_time_s": 480.0,
-           "runs": [{"name": "head_none", "knn_top1": 0.71}, {"name": "head_nonlinear", "knn_top1": 0.8}]}
-    (tmp_path / "ch04.json").write_text(json.dumps(rec))
-    assert gpu_results(4, tmp_path)["device"] == "NVIDIA H200"
-    line = gpu_line(4, tmp_path)
-    assert "NVIDIA H200" in line and "8.0 min" in line and "head_none 71.0%" in line and "head_nonlinear 80.0%" in line
-    (tmp_path / "ch04.json").write_text(json.dumps({**rec, "quick": True}))
-    assert gpu_results(4, tmp_path) is None
-
-
 def test_simclr_lite_holds_no_book_machinery():
     """The budgets, glue, tables and book/results live in simclr_book; simclr_lite never imports it."""
     import subprocess

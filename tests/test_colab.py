@@ -99,7 +99,8 @@ def test_the_release_checkout_holds_the_results_files():
         pytest.skip("not a git checkout")
     tracked = subprocess.run(["git", "ls-files", "book/results/gpu"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.split()
-    assert any(p.endswith(".json") for p in tracked), "no results file is tracked under book/results/gpu"
+    assert "book/results/gpu/README.md" in tracked, "book/results/gpu is not tracked: its results would not ship"
+    assert all(p.endswith((".json", "README.md")) for p in tracked), tracked
 
 
 def test_the_install_cell_does_nothing_outside_colab(monkeypatch):

@@ -20,7 +20,7 @@ def gpu_limits() -> dict[str, int]:
 def test_gpu_steps_add_up_to_what_the_header_says_and_fit_nine_minutes():
     limits = gpu_limits()
     assert {"decode", "same_views", "foreach_lars", "augment", "knn", "loss", "train_step", "sync_check",
-            "book_ch01"} <= set(limits)
+            "book_part"} <= set(limits)
     header = re.search(r"the limits add up to (\d+) s", SCRIPT.read_text())
     assert header and int(header.group(1)) == sum(limits.values()), limits
     wheels = int(re.search(r"plus (\d+) s\s*\n?#?\s*for the wheels", SCRIPT.read_text()).group(1))

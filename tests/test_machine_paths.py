@@ -123,7 +123,7 @@ def test_every_allowed_path_is_still_there(found):
 
 @pytest.mark.parametrize("text,paths", [
     ('"command": "SIMCLR_DATA=/scratch/ann/datasets python x.py"', ["/scratch/ann/datasets"]),
-    ("python scripts/book_gpu.py --chapter 2 --out /home/ann/out/ch02.json", ["/home/ann/out/ch02.json"]),
+    ("python -m simclr_book.fullscale ch02-table1 --out /home/ann/out/t1.json", ["/home/ann/out/t1.json"]),
     ("| PYTHONPATH=/tmp/site python benchmarks/bench_knn.py |", ["/tmp/site"]),
     ("scratch folder for runs and trees: /tmp/simclr_ch07_f9luk13k\n", ["/tmp/simclr_ch07_f9luk13k"]),
     ("PYTHONPATH=/scratch/ann/benchdeps:/home/ann/simclr-book", ["/scratch/ann/benchdeps", "/home/ann/simclr-book"]),
