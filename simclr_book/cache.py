@@ -210,7 +210,10 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
     progress bar (None: shown when a person runs the notebook, :func:`interactive`).
     ``augment`` (one view function or a pair, as in ``pretrain``) needs ``augment_key``, a string that
     names what the functions compute (and changes when they do): code cannot be keyed reliably.
-    The summary's ``wall_time_s`` is the training time of the run when it was trained.
+    The summary's ``wall_time_s`` is the training time of the run when it was trained. A run that an
+    interrupted call left half-trained continues from its checkpoint; the summary of the call that finishes
+    it says from which step (``resumed_from_step``, None when it trained from the start), and a person
+    running the notebook is told on stderr (a stored execution's outputs stay those of a clean run).
     """
     from simclr_lite import train   # imported here to keep this module light (torchvision)
 
@@ -237,9 +240,10 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
             _clean_stale(root, key)
             partial = root / f".{key}.partial"
             resume = (partial / "config.json").is_file()
-            if resume:
-                step = _checkpoint_step(partial)
-                print(f"run cache: resuming the interrupted run {name} ({key}) from step {step}", file=sys.stderr)
+            resumed_from = _checkpoint_step(partial) if resume else None
+            if resume and progress:   # a person watching; a stored execution keeps it in the summary only
+                print(f"run cache: resuming the interrupted run {name} ({key}) from step {resumed_from}",
+                      file=sys.stderr)
             try:
                 train.pretrain(cfg, out=partial, data=data, progress=progress, augment=augment, resume=resume)
             except Preempted as e:
@@ -249,6 +253,7 @@ def cached_pretrain(cfg: Config, data: tuple[torch.Tensor, torch.Tensor, torch.T
             folder = root / f"{name}-{key}"
             os.replace(partial, folder)      # atomic: the entry appears whole or not at all
             entry, cached = _load_entry(folder), False
+            entry["resumed_from_step"] = resumed_from
         lock.unlink(missing_ok=True)     # the entry exists now: a later caller needs no lock to find it
     entry.update(cached=cached, folder=str(folder))
     return entry
