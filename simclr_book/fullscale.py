@@ -21,7 +21,6 @@ import importlib.util
 import json
 import sys
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -205,11 +204,7 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
         return rec
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared"
-            else f"{budget.name}-{part.name}-{arm.name.replace('>', '-').replace('/', '_')}")
-    views, views_key = fig5_views(*arm.views) if arm.views else (None, None)
-    run = cache.cached_pretrain(cfg, data, name=name + (f"-seed{seed}" if seed else ""), augment=views,
-                                augment_key=views_key)
+    run = arm_run(part, arm_name, budget, seed, data)
     rec.update(cached=run["cached"], steps=run["steps"], train_s=round(run["wall_time_s"], 1),
                images_per_s=round(run["steps"] * cfg.batch_size / max(run["wall_time_s"], 1e-9), 1),
                peak_memory_mib=(round(torch.cuda.max_memory_allocated() / 2 ** 20)
