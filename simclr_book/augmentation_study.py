@@ -1,4 +1,4 @@
-"""Chapter 2's kit: the augmentation study's displays, evaluations and verdict rows.
+"""Chapter 2's kit: the augmentation study's displays and evaluations.
 
 What the chapter (book/02_augmentations.ipynb) needs beyond :mod:`simclr_lite.augment` and the book's
 other kit modules, kept here so that the notebook shows the experiments, not their plumbing:
@@ -9,24 +9,18 @@ other kit modules, kept here so that the notebook shows the experiments, not the
   and its figure, :func:`plot_crop_histograms`;
 - Fig. 5's composition grid and its decisive cells: :func:`plot_fig5_grid`, :func:`plot_short_vs_scale`;
 - Table 1's figure: :func:`plot_table1`;
-- the evaluation of an encoder or a trained arm on frozen h (Sec. 2.3's linear evaluation and kNN):
-  :func:`random_encoder`, :func:`linear_top1`, :func:`arm_scores`, and the floors of every verdict
-  (raw pixels and the random encoder): :func:`floors_at_scale`;
-- the rows of a finding (:data:`simclr_book.specs.FINDINGS`) decided on a chapter's own numbers by the
-  book's one rule: :func:`decide_rows`.
+- the evaluation of an encoder on frozen h for the short grid (Sec. 2.3's linear evaluation):
+  :func:`random_encoder`, :func:`linear_top1`. The decisive arms (Fig. 5 at scale, Table 1) are the specs'
+  parts ``ch02-fig5`` and ``ch02-table1`` (:func:`simclr_book.fullscale.part_results`).
 
 Book: chapter 2.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-
-from simclr_book.specs import Finding
-from simclr_book.verdict import Verdict
 
 #: Table 1's colour distortion strengths: (column name, s, Gaussian blur).
 TABLE1_STRENGTHS: tuple[tuple[str, float, bool], ...] = (
@@ -38,8 +32,6 @@ PAPER_TABLE1: dict[str, tuple[float, ...]] = {
 }
 #: Table 1's last column: AutoAugment instead of crop + colour distortion.
 PAPER_AUTOAUGMENT: dict[str, float] = {"SimCLR (linear eval.)": 61.1, "supervised": 77.1}
-#: The floors' names in a results record (:func:`simclr_book.fullscale.floors`).
-FLOOR_KEYS = ("pixels_knn", "pixels_linear", "random_knn", "random_linear")
 
 
 def paper_table1(strength: str) -> tuple[float, float]:
@@ -251,65 +243,3 @@ def linear_top1(encoder: torch.nn.Module, data: Sequence[torch.Tensor], epochs: 
     xtr, ytr, xte, yte = data
     f_tr, f_te = (extract_features(encoder, x, device=device) for x in (xtr, xte))
     return linear_eval(f_tr, ytr, f_te, yte, epochs=epochs, seed=seed, device=device)["top1"]
-
-
-def arm_scores(run: Mapping[str, Any], data: Sequence[torch.Tensor], epochs: int, device: str) -> dict[str, Any]:
-    """A trained arm (a run-cache summary, :func:`simclr_book.budget.train_arm`) scored as the chapter
-    reports it: ``knn`` (from the run), ``lin`` (:func:`linear_top1` on ``data``), ``steps``, ``train_s``
-    (its training's wall time), ``cached``, ``folder`` and ``loss`` (the logged NT-Xent)."""
-    from simclr_book.budget import losses_of
-    return dict(knn=run["knn_top1"], lin=linear_top1(run["model"].encoder, data, epochs, device),
-                steps=run["steps"], train_s=run["wall_time_s"], cached=run["cached"], folder=run["folder"],
-                loss=losses_of(run))
-
-
-def floors_at_scale(encoder: torch.nn.Module, data: Sequence[torch.Tensor], epochs: int, device: str,
-                    cache_name: str = "ch02-pixels-linear") -> dict[str, Any]:
-    """The floors every decisive arm must beat (issue 31): kNN (k = 200) and linear evaluation
-    (``epochs``) of raw pixels and of ``encoder`` (a random one) on ``data``, as
-    :func:`simclr_book.fullscale.floors` names them (:data:`FLOOR_KEYS`). The linear probe on raw pixels
-    is computed once (:func:`simclr_book.cache.cached_result`, keyed by the data and ``epochs``);
-    ``pixels_linear_s`` is its computing time when it was loaded (0 when computed now) and
-    ``pixels_linear_cached`` says which."""
-    from simclr_lite.data import fingerprint
-    from simclr_lite.evaluate import extract_features, knn_accuracy, linear_eval, raw_pixel_features
-
-    from simclr_book.cache import cached_result
-    xtr, ytr, xte, yte = data
-    f_tr, f_te = (extract_features(encoder, x, device=device) for x in (xtr, xte))
-    px_tr, px_te = raw_pixel_features(xtr), raw_pixel_features(xte)
-    t0 = time.perf_counter()
-    px = cached_result(cache_name, {"data": fingerprint(data), "epochs": epochs},
-                       lambda: dict(top1=linear_eval(px_tr, ytr, px_te, yte, epochs=epochs, device=device)["top1"],
-                                    seconds=time.perf_counter() - t0))
-    return dict(random_knn=knn_accuracy(f_tr, ytr, f_te, yte),
-                random_linear=linear_eval(f_tr, ytr, f_te, yte, epochs=epochs, device=device)["top1"],
-                pixels_knn=knn_accuracy(px_tr, ytr, px_te, yte), pixels_linear=float(px["top1"]),
-                pixels_linear_s=float(px["seconds"]) if px["cached"] else 0.0, pixels_linear_cached=px["cached"])
-
-
-# ------------------------------------------------------------------------------------- verdicts
-def decide_rows(finding: Finding, scores: Mapping[tuple[str, int], Mapping[str, float]],
-                floors: Mapping[str, float], n: int) -> list[Verdict]:
-    """Every row of ``finding`` (:data:`simclr_book.specs.FINDINGS`) decided on a chapter's own numbers by
-    the book's one rule, exactly as the full-scale runner decides it (:func:`simclr_book.fullscale.decide`:
-    :func:`~simclr_book.verdict.compare`, or :func:`~simclr_book.verdict.compare_gains` for a gain
-    against a gain, with the floors of the row's kind).
-
-    ``scores[(arm, seed)]``: the metrics of the spec's arm at that seed (``linear``, ``knn``, ``top1``,
-    fractions); ``floors``: :data:`FLOOR_KEYS`; ``n``: the test images every arm is scored on. Raises
-    KeyError when an arm that a row compares has no score."""
-    from simclr_book.fullscale import decide
-    missing = sorted(set(FLOOR_KEYS) - set(floors))
-    if missing:
-        raise KeyError(f"decide_rows: floors {missing} are missing")
-    record = {"test_images": n, "floors": {k: float(floors[k]) for k in FLOOR_KEYS},
-              "arms": [{"arm": arm, "seed": seed, **metrics} for (arm, seed), metrics in scores.items()]}
-    out = []
-    for row in finding.rows:
-        v = decide(row, [record])
-        if v is None:
-            raise KeyError(f"decide_rows: {row.label!r} needs {', '.join((row.a, row.b, *row.vs))} at a common "
-                           f"seed; scores hold {sorted(set(scores))}")
-        out.append(v)
-    return out

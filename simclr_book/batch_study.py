@@ -6,10 +6,11 @@ book's other kit modules, kept here so that the notebook shows the experiments, 
 - the sizes of every experiment per budget: :data:`PLANS`;
 - the learning-rate rules of Appendix B.1 (Table B.1) and the warmup + cosine schedule of Sec. 2.2 / B.1:
   :func:`schedule`, :func:`plot_lr_rules`, :func:`plot_schedules`;
-- the runs, trained once through the run cache (:mod:`simclr_book.cache`): the small sweeps (Fig. 9's
-  grid at equal epochs, LARS against SGD, the learning-rate rules) and the arms of the main recipe on all
-  images (Fig. 9 at equal epochs and at equal steps, the negatives control): :class:`BatchStudy`, with
-  :func:`equal_steps` and :func:`negatives`;
+- the small sweeps, trained once through the run cache (:mod:`simclr_book.cache`): Fig. 9's grid at
+  equal epochs and LARS against SGD: :class:`BatchStudy`. The decisive arms (Fig. 9 at equal epochs, the
+  negatives control, B.1's learning-rate rules) are the specs' parts ``ch05-fig9``, ``ch05-negatives`` and
+  ``ch05-lr`` (:mod:`simclr_book.specs`, run by :func:`simclr_book.fullscale.part_results`), drawn by
+  :func:`plot_fig9_part` and :func:`plot_negatives` (with :func:`negatives`);
 - global against per-device batch norm (Sec. 2.2) with real processes: :func:`bn_command`,
   :func:`torchrun_run`; the simulated per-device BN stays in the chapter (its cache key names its code);
 - the memory and time of one step as the batch grows: :func:`step_cost`, :func:`similarity_mib`;
@@ -33,30 +34,28 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from simclr_book.budget import Budget, arm_config, train_arm
-from simclr_book.cache import cached_pretrain, cached_result, result_key, results_dir
+from simclr_book.budget import Budget, arm_config
+from simclr_book.cache import cached_pretrain, result_key, results_dir
 from simclr_lite.config import Config
 from simclr_lite.data import data_root, fingerprint
 from simclr_lite.optim import scaled_lr, warmup_cosine
 
-#: Chapter 5's sizes per budget: batches x epochs of the small Fig. 9 grid (also the batches of the arms on
-#: all images), the sweep encoder's width, LARS vs SGD epochs, the lr-scaling batches, epochs and seeds
-#: (seeds at the smallest batch), the simulated per-device BN (images per simulated device, epochs), the
-#: torchrun experiment, the batches of the time/memory table, and the negatives control (one batch and its
-#: sub-batches of pairs; the whole batch is added).
+#: Chapter 5's own sizes per budget (its decisive arms are the specs' parts): batches x epochs of the small
+#: Fig. 9 grid, the sweep encoder's width, LARS vs SGD epochs, the simulated per-device BN (images per
+#: simulated device, epochs), the torchrun experiment and the batches of the time/memory table.
 PLANS: dict[str, dict[str, Any]] = {
-    "smoke": dict(width=0.125, grid_batches=(32, 128, 512), grid_epochs=(1, 2), opt_epochs=1, scale_batches=(32, 128),
-                  scale_epochs=1, scale_seeds=(0, 1, 2), sim=dict(group=16, epochs=1),
+    "smoke": dict(width=0.125, grid_batches=(32, 128, 512), grid_epochs=(1, 2), opt_epochs=1,
+                  sim=dict(group=16, epochs=1),
                   bn=dict(train=1024, test=512, batch=64, procs=2, epochs=1, arch="resnet10", width=0.125),
-                  mem_batches=(16, 32, 64, 128), neg=dict(batch=128, groups=(16, 32))),
-    "cpu": dict(width=0.125, grid_batches=(64, 256, 1024), grid_epochs=(1, 2, 4), opt_epochs=2, scale_batches=(64, 256),
-                scale_epochs=1, scale_seeds=(0, 1, 2), sim=dict(group=16, epochs=2),
+                  mem_batches=(16, 32, 64, 128)),
+    "cpu": dict(width=0.125, grid_batches=(64, 256, 1024), grid_epochs=(1, 2), opt_epochs=2,
+                sim=dict(group=16, epochs=2),
                 bn=dict(train=50000, test=10000, batch=256, procs=16, epochs=2, arch="resnet10", width=0.25),
-                mem_batches=(32, 64, 128, 256, 512), neg=dict(batch=1024, groups=(64, 256))),
+                mem_batches=(32, 64, 128, 256, 512)),
     "gpu": dict(width=1.0, grid_batches=(128, 512, 2048), grid_epochs=(25, 50, 100), opt_epochs=50,
-                scale_batches=(128, 512), scale_epochs=25, scale_seeds=(0, 1, 2), sim=dict(group=32, epochs=20),
+                sim=dict(group=32, epochs=20),
                 bn=dict(train=50000, test=10000, batch=256, procs=16, epochs=2, arch="resnet10", width=0.25),
-                mem_batches=(128, 256, 512, 1024, 2048), neg=dict(batch=2048, groups=(128, 512))),
+                mem_batches=(128, 256, 512, 1024, 2048)),
 }
 
 
@@ -105,20 +104,6 @@ def plot_schedules(curves: Sequence[tuple[np.ndarray, int, str]]) -> Any:
 
 
 # ------------------------------------------------------------------------------ Fig. 9: the designs
-def equal_steps(b: int, s_eq: int, n: int) -> tuple[int, int]:
-    """Fig. 9's equal-steps control: ``(epochs, train_limit)`` that give ``s_eq`` steps at batch ``b`` on ``n``
-    images: all images (``train_limit`` 0) when whole epochs fit exactly, else the fewest epochs over a
-    random subset of ``s_eq / epochs x b`` images.
-
-    >>> equal_steps(1024, 192, 50000), equal_steps(256, 192, 50000), equal_steps(64, 192, 50000)
-    ((4, 0), (1, 49152), (1, 12288))
-    """
-    if s_eq % (n // b) == 0:
-        return s_eq // (n // b), 0
-    e = next(e for e in range(1, s_eq + 1) if s_eq % e == 0 and s_eq // e * b <= n)
-    return e, s_eq // e * b
-
-
 def negatives(g: int, batch: int) -> int:
     """Negatives per anchor with sub-batches of ``g`` pairs of a batch of ``batch`` pairs (``g`` = 0: the whole
     batch; ``nt_xent(group=g)``): the other ``2g - 2`` views of the sub-batch (Fig. 9's mechanism, Sec. 3).
@@ -135,14 +120,14 @@ def epoch_losses(history: Sequence[Mapping[str, Any]]) -> list[float]:
 
 
 class BatchStudy:
-    """Chapter 5's runs (Fig. 9, Sec. 2.2's LARS, B.1's lr rules), each trained once and then loaded from the
-    run cache: the **sweeps** (:meth:`run`: the budget's recipe with the sweep encoder of width ``width`` on
-    ``data``, the budget's images) and the **arms** (:meth:`arm`: the main recipe,
-    :func:`simclr_book.budget.arm_config`, on ``data50``, all images at the cpu budget).
+    """Chapter 5's own sweeps (Fig. 9's small grid, Sec. 2.2's LARS against SGD), each trained once and then
+    loaded from the run cache (:meth:`run`: the budget's recipe with the sweep encoder of width ``width`` on
+    ``data``, the budget's images); ``data50`` (all images at the cpu budget) and :attr:`recipe` (the main
+    recipe, :func:`simclr_book.budget.arm_config`) serve the chapter's batch-norm experiments.
 
-    ``runs``: ``(label, batch, epochs)`` -> a sweep's summary (without its model); ``arms``: run name -> an
-    arm's numbers; ``loaded``: run name -> its recorded training seconds, for every run loaded from the cache
-    (the chapter adds its other cached results, for its estimate of the time from an empty cache).
+    ``runs``: ``(label, batch, epochs)`` -> a sweep's summary (without its model); ``loaded``: run name -> its
+    recorded training seconds, for every run loaded from the cache (the chapter adds its other cached
+    results, for its estimate of the time from an empty cache).
     """
 
     def __init__(self, budget: Budget, data: Sequence[torch.Tensor], data50: Sequence[torch.Tensor],
@@ -151,7 +136,6 @@ class BatchStudy:
         self.data50_fp = fingerprint(self.data50)
         self.recipe: Config = arm_config(budget)
         self.runs: dict[tuple[str, int, int], dict[str, Any]] = {}
-        self.arms: dict[str, dict[str, Any]] = {}
         self.loaded: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------------- sweeps
@@ -187,68 +171,6 @@ class BatchStudy:
     def knn(self, label: str, b: int, epochs: int, seed: int = 0) -> float:
         """kNN top-1 of the sweep run ``label`` at batch ``b``, ``epochs`` and ``seed``."""
         return self.runs[(label if seed == 0 else f"{label}/seed{seed}", b, epochs)]["knn_top1"]
-
-    # ------------------------------------------------------------------------------------- arms
-    def full_bank_knn(self, res: Mapping[str, Any]) -> float:
-        """kNN top-1 of an arm's h with all the arms' training images as the bank (a run on a subset is
-        monitored against its subset only), computed once and cached."""
-        if not res["config"]["train_limit"]:
-            return res["knn_top1"]
-        from simclr_lite.evaluate import extract_features, knn_accuracy
-        x50, y50, xt50, yt50 = self.data50
-        dev = self.budget.device
-
-        def compute() -> dict[str, float]:
-            enc = res["model"].encoder
-            return {"knn": knn_accuracy(extract_features(enc, x50, device=dev), y50,
-                                        extract_features(enc, xt50, device=dev), yt50)}
-        return cached_result("knn-" + Path(res["folder"]).name, {"data": self.data50_fp}, compute)["knn"]
-
-    def arm(self, b: int, epochs: int, limit: int = 0, warmup_epochs: float | None = None,
-            neg_group: int = 0) -> dict[str, Any]:
-        """The main recipe at batch ``b`` (peak lr 1.5 x b/256) for ``epochs`` on all images (or ``limit`` of
-        them), warmup ``warmup_epochs`` (None: the recipe's); ``neg_group`` g > 0: each anchor's negatives
-        only from its sub-batch of g pairs (``nt_xent(group=g)``). The recipe itself is chapter 4's arm
-        ``ch04-proj128`` (the same run-cache key). Returns its numbers (batch, steps, images and epochs
-        seen, full-bank kNN, last-epoch loss, training seconds, cached, peak lr, warmup steps, config)."""
-        n50 = len(self.data50[0])
-        if warmup_epochs is None:
-            warmup_epochs = self.recipe.warmup_epochs
-        over = dict(batch_size=b, epochs=epochs, train_limit=limit, warmup_epochs=warmup_epochs)
-        if neg_group:
-            over["neg_group"] = neg_group
-        if arm_config(self.budget, **over) == self.recipe:
-            name = "ch04-proj128"      # the recipe itself: chapter 4's arm, the same run-cache key
-        else:
-            name = (f"ch05-b{b}-e{epochs}" + (f"-n{limit}" if limit else "")
-                    + ("" if warmup_epochs == self.recipe.warmup_epochs else f"-w{warmup_epochs:g}")
-                    + (f"-g{neg_group}" if neg_group else ""))
-        if name not in self.arms:
-            res = train_arm(name, self.budget, self.data50, log_every=max(1, (limit or n50) // b // 4), **over)
-            if res["cached"]:
-                self.loaded[name] = res["wall_time_s"]
-            self.arms[name] = dict(name=name, batch=b, steps=res["steps"], images=res["steps"] * b,
-                                   epochs=res["steps"] * b / n50, knn=self.full_bank_knn(res),
-                                   loss=epoch_losses(res["history"])[-1], train_s=res["wall_time_s"],
-                                   cached=res["cached"], lr=scaled_lr(self.recipe.lr, b),
-                                   warmup=round(warmup_epochs * ((limit or n50) // b)), config=res["config"])
-        return self.arms[name]
-
-    def floors(self) -> dict[str, float]:
-        """The floors of the arms' kNN verdicts: kNN top-1 of the recipe's encoder at random initialisation
-        (seed 0) and of raw pixels on the arms' images, computed once (``baselines`` in the result cache)."""
-        from simclr_lite.config import build_model
-        from simclr_lite.evaluate import extract_features, knn_accuracy, raw_pixel_features
-        x50, y50, xt50, yt50 = self.data50
-        dev = self.budget.device
-
-        def compute() -> dict[str, float]:
-            torch.manual_seed(0)
-            enc = build_model(self.recipe).encoder
-            return {"random": knn_accuracy(extract_features(enc, x50, device=dev), y50,
-                                          extract_features(enc, xt50, device=dev), yt50),
-                    "pixels": knn_accuracy(raw_pixel_features(x50), y50, raw_pixel_features(xt50), yt50)}
-        return cached_result("baselines", {"config": self.recipe.to_dict(), "data": self.data50_fp}, compute)
 
 
 # ------------------------------------------------------------------------ Sec. 2.2: global BN, torchrun
@@ -408,51 +330,56 @@ def plot_grid(grid: np.ndarray, batches: Sequence[int], epochs: Sequence[int], f
     return fig
 
 
-def plot_fig9_arms(f9: Mapping[tuple, Mapping[str, Any]], batches: Sequence[int], s_eq: int, long: int,
-                   floors: Mapping[str, float], n50: int, title: str) -> Any:
-    """Figure 5.4: the arms of Fig. 9 (``f9[(comparison, ..., batch)]``: steps, epochs, knn) against steps
-    (left, the equal-steps band at ``s_eq``) and against epochs (right, the paper's axis; bands at 1 and
-    ``long``), one line per batch, with the floors."""
+def _seed_points(ax: Any, xs: Sequence[float], per_seed: Sequence[Sequence[float]], color: str, label: str) -> None:
+    """Each arm's seeds as small dots and their mean as a line through the arms (percentages)."""
+    for x, vals in zip(xs, per_seed):
+        ax.plot([x] * len(vals), [100 * v for v in vals], ".", color=color, alpha=0.5)
+    ax.plot(xs, [100 * float(np.mean(v)) for v in per_seed], "o-", color=color, label=label)
+
+
+def _part_floor_lines(ax: Any, floors: Mapping[str, float], metric: str) -> None:
+    """A part's floors (:func:`simclr_book.fullscale.floors`) for ``metric`` (``linear`` or ``knn``)."""
+    ax.axhline(100 * floors[f"random_{metric}"], color="k", ls="--", lw=1, label="random-init encoder")
+    ax.axhline(100 * floors[f"pixels_{metric}"], color="k", ls=":", lw=1, label="raw pixels")
+
+
+def plot_fig9_part(results: Mapping[str, Any], title: str, metric: str = "linear") -> Any:
+    """Figure 5.4, Fig. 9 at equal epochs (part ``ch05-fig9``): ``metric`` top-1 of each batch against the
+    training epochs, a line through the seeds' means (dots: each seed), with the part's floors."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for i, b in enumerate(batches):
-        pts = sorted({(r["steps"], r["epochs"], r["knn"]) for k, r in f9.items() if k[-1] == b})
-        for ax, x in zip(axes, (0, 1)):
-            ax.plot([p[x] for p in pts], [100 * p[2] for p in pts], "o-", color=f"C{i}", label=f"batch {b}")
-    axes[0].axvline(s_eq, color="gray", lw=6, alpha=0.25, label=f"equal steps ({s_eq})")
-    for e in sorted({1, long}):
-        axes[1].axvline(e, color="gray", lw=6, alpha=0.25, label="equal epochs" if e == 1 else None)
-    for ax in axes:
-        _floor_lines(ax, floors)
-        ax.set_xscale("log")
-    axes[0].set_xlabel("training steps")
-    axes[1].set_xlabel(f"epochs (images seen / {n50:,})")
-    axes[0].set_ylabel("kNN top-1 (%)")
-    axes[0].set_title("against steps (updates)", fontsize=10)
-    axes[1].set_title("against epochs (the paper's Fig. 9 axis)", fontsize=10)
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(title)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    by_batch: dict[int, dict[int, list[float]]] = {}
+    for r in results["arms"]:
+        by_batch.setdefault(r["batch_size"], {}).setdefault(r["epochs"], []).append(r[metric])
+    for i, (b, pts) in enumerate(sorted(by_batch.items())):
+        xs = sorted(pts)
+        _seed_points(ax, xs, [pts[e] for e in xs], f"C{i}", f"batch {b}")
+    _part_floor_lines(ax, results["floors"], metric)
+    ax.set_xticks(sorted({e for pts in by_batch.values() for e in pts}))
+    ax.set_xlabel(f"epochs (every batch sees each of the {results['train_images']:,} images once per epoch)")
+    ax.set_ylabel(f"{'linear evaluation' if metric == 'linear' else 'kNN'} top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_negatives(knn: Mapping[int, float], batch: int, label: str, floors: Mapping[str, float],
-                   title: str) -> Any:
-    """Figure 5.5, Fig. 9's mechanism: kNN top-1 ``knn[g]`` of each arm of the negatives control (sub-batches of
-    g pairs of a batch of ``batch``; g = 0 the whole batch) against its negatives per anchor, with the floors."""
+def plot_negatives(results: Mapping[str, Any], title: str, metric: str = "linear") -> Any:
+    """Figure 5.5, Fig. 9's mechanism (part ``ch05-negatives``): ``metric`` top-1 of each arm against its
+    negatives per anchor (sub-batches of g pairs; ``neg_group`` 0 is the whole batch), a line through the
+    seeds' means (dots: each seed), with the part's floors."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    xs = [negatives(g, batch) for g in knn]
-    ax.plot(xs, [100 * v for v in knn.values()], "o-", label=label)
-    for x, (g, v) in zip(xs, knn.items()):
-        ax.annotate(f"g = {g or batch}", (x, 100 * v), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=8)
-    _floor_lines(ax, floors)
+    by_neg: dict[int, list[float]] = {}
+    for r in results["arms"]:
+        by_neg.setdefault(negatives(r["config"]["neg_group"], r["batch_size"]), []).append(r[metric])
+    xs = sorted(by_neg)
+    _seed_points(ax, xs, [by_neg[x] for x in xs], "C0", f"batch {results['arms'][0]['batch_size']}")
+    _part_floor_lines(ax, results["floors"], metric)
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("negatives per anchor (2g - 2)")
-    ax.set_ylabel("kNN top-1 (%)")
+    ax.set_ylabel(f"{'linear evaluation' if metric == 'linear' else 'kNN'} top-1 (%)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -283,8 +283,12 @@ def results_dir() -> Path:
 def cached_result(name: str, parts: dict[str, Any], compute: Any) -> dict[str, Any]:
     """``compute()`` once, then loaded: a dict of tensors and numbers saved atomically under
     :func:`results_dir` as ``<name>-<result_key(parts)>.pt`` and loaded with ``weights_only=True``;
-    ``cached`` says whether it was loaded."""
-    path = results_dir() / f"{name}-{result_key(parts)}.pt"
+    ``cached`` says whether it was loaded. ``name`` only labels the file: a result stored under another
+    name with the same key (the same computation) is loaded, as :func:`cached_pretrain` loads runs."""
+    key = result_key(parts)
+    path = results_dir() / f"{name}-{key}.pt"
+    if not path.exists():
+        path = next(iter(sorted(results_dir().glob(f"*-{key}.pt"))), path)
     if path.exists():
         return {**torch.load(path, weights_only=True), "cached": True}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -197,7 +198,8 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
             return {"top1": fine_tune(enc, data[0], data[1], data[2], data[3], epochs=cfg.epochs,
                                       batch_size=cfg.batch_size, seed=seed, device=device,
                                       augment=supervised_augment(cfg.strength, cfg.min_scale))["top1"]}
-        res = cache.cached_result(f"{budget.name}-sup-{part.name}-{arm.name}-seed{seed}",
+        safe = arm.name.replace(">", "-").replace("/", "_")      # a file name (w/4: not a folder)
+        res = cache.cached_result(f"{budget.name}-sup-{part.name}-{safe}-seed{seed}",
                                   supervised_parts(cfg, data), compute)
         rec.update(top1=float(res["top1"]), cached=res["cached"], steps=cfg.epochs * (len(data[0]) // cfg.batch_size),
                    train_s=None if res["cached"] else round(time.perf_counter() - t0, 1))
@@ -273,20 +275,179 @@ def evaluate_run(run: dict[str, Any], data: tuple[torch.Tensor, ...], device: st
     return {k: float(v) for k, v in res.items() if k != "cached"}
 
 
-def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+def arm_workers(budget: Budget, arms: int) -> int:
+    """How many processes train ``arms`` missing arms side by side (:func:`train_missing`): one per two CPU
+    cores' worth of threads at the ``cpu`` budget (a 2-core machine trains two arms at once, one thread
+    each: ``benchmarks/bench_parallel_arms.py`` measures how much more that gets done than one process with
+    both threads), at most 4; one on a GPU and at ``smoke`` (its arms take seconds). ``SIMCLR_WORKERS``
+    overrides it."""
+    env = os.environ.get("SIMCLR_WORKERS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SIMCLR_WORKERS must be a whole number >= 1, got {env!r}")
+        return max(1, min(int(env), arms))
+    if budget.device != "cpu" or budget.name == "smoke":
+        return 1
+    return max(1, min(arms, _cores(), 4))
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_WORKER_DATA: tuple[torch.Tensor, ...] = ()
+
+
+def _worker_start(data: tuple[torch.Tensor, ...], threads: int) -> None:
+    global _WORKER_DATA
+    torch.set_num_threads(threads)
+    _WORKER_DATA = data
+
+
+def _worker_arm(name: str, arm: str, budget: Budget, seed: int) -> tuple[str, int, float, bool]:
+    t0 = time.perf_counter()
+    rec = arm_result(PARTS[name], arm, budget, seed, _WORKER_DATA)      # trained (or loaded), evaluated, cached
+    return arm, seed, time.perf_counter() - t0, not rec["cached"]
+
+
+def result_cached(part: Part, arm: Any, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]) -> bool:
+    """Whether :func:`arm_result` of ``arm`` at ``seed`` would load everything from the cache: the run (or a
+    supervised arm's result) and its kNN and linear evaluation."""
+    from simclr_book.plan import arm_config_at, is_cached
+    if not is_cached(part, arm, budget, seed, data):
+        return False
+    if arm.kind == "supervised":
+        return True
+    key = cache.run_key(arm_config_at(part, arm, budget, seed), data, fig5_views(*arm.views)[1] if arm.views else None)
+    evals = {"h_and_z": "h_and_z" in part.evals, "device": budget.device, "data": cache.fingerprint(data)}
+    return any((cache.results_dir() / f"eval-{f.name}-{cache.result_key({**evals, 'run': f.name})}.pt").exists()
+               for f in cache.runs_dir().glob(f"*-{key}") if not f.name.startswith("."))
+
+
+def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None
+                  ) -> dict[tuple[str, int], tuple[float, bool]]:
+    """Train and evaluate the arms of part ``name`` that the cache lacks (:func:`result_cached`: a run, or
+    only its evaluation), ``workers`` processes side by side (:func:`arm_workers` when None; each with an
+    equal share of the cores' threads), longest first; everything lands in the cache, so the caller then
+    loads it. Returns the ``(arm, seed)`` pairs done there, each with its worker's seconds and whether it
+    trained the arm (False: only its evaluation was missing). One worker does nothing here: the caller trains in its own process.
+    Book: the Reproducing page (a chapter's time at ``cpu``)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch.multiprocessing as tmp
+
+    from simclr_book.plan import DEVICES, DEFAULT_DEVICE, arm_minutes
+    part = PARTS[name]
+    workers = arm_workers(budget, len(part.arms) * len(part.seeds.get(budget.name, (0,)))) if workers is None \
+        else workers
+    if workers < 2:
+        return {}
+    todo = [(a, s) for s in part.seeds.get(budget.name, (0,)) for a in part.arms
+            if not result_cached(part, a, budget, s, data)]
+    workers = min(workers, len(todo))
+    if workers < 2:       # one arm (or none) to train: the caller trains it in its own process
+        return {}
+    device = DEVICES[DEFAULT_DEVICE.get(budget.name, "2 CPU cores")]
+    todo.sort(key=lambda t: -arm_minutes(part, t[0], budget, device))
+    threads = max(1, _cores() // workers)
+    shared = tuple(t.share_memory_() if isinstance(t, torch.Tensor) else t for t in data)   # not copied per worker
+    done: dict[tuple[str, int], tuple[float, bool]] = {}
+    bar = None
+    if cache.interactive():
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo), desc=f"{name}: arms trained, {workers} at once", unit="arm")
+    with ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"), initializer=_worker_start,
+                             initargs=(shared, threads)) as pool:
+        futures = [pool.submit(_worker_arm, name, a.name, budget, s) for a, s in todo]
+        for f in as_completed(futures):
+            try:
+                arm, seed, seconds, trained = f.result()      # a worker's error is raised here, with its message
+            except BrokenProcessPool:
+                raise RuntimeError(f"{name}: a worker process training its arms stopped (out of memory, killed, "
+                                   "or a script without `if __name__ == '__main__':` around its code); fix that, "
+                                   "or set SIMCLR_WORKERS=1 to train in this process") from None
+            done[(arm, seed)] = (seconds, trained)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return done
+
+
+def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None
+                 ) -> dict[str, Any]:
     """Part ``name`` at ``budget`` on a chapter's ``data``: every arm at every seed of the budget
     (:func:`arm_result`, through the run cache; each record adds ``measure_s``, the seconds it took here)
     and the floors, in the results file's layout (``part``, ``budget``, ``test_images``, ``floors``,
     ``arms``), which :func:`decide` and :func:`finding_rows` read. So a chapter decides its rows at its
-    budget with the code that decides them at full scale. Book: chapter 4."""
+    budget with the code that decides them at full scale. Arms the cache lacks are trained first,
+    ``workers`` at once (:func:`train_missing`); a record trained there says ``cached`` False,
+    ``trained_in_parallel`` True; every record done there (trained or only evaluated) has the side-by-side
+    wall time spread over them in its ``measure_s``. Book: chapters 2-5."""
     part = PARTS[name]
+    t_par = time.perf_counter()
+    parallel = train_missing(name, budget, data, workers)
+    t_par = time.perf_counter() - t_par
     arms = []
     for seed in part.seeds.get(budget.name, (0,)):
         for arm in part.arms:
             t0 = time.perf_counter()
-            arms.append({**arm_result(part, arm.name, budget, seed, data), "measure_s": time.perf_counter() - t0})
+            rec = arm_result(part, arm.name, budget, seed, data)
+            rec["measure_s"] = time.perf_counter() - t0
+            if parallel.get((arm.name, seed), (0.0, False))[1]:      # trained by a worker, not only evaluated
+                rec.update(cached=False, trained_in_parallel=True)
+                if rec["train_s"] is None:         # a supervised arm: its worker's time
+                    rec["train_s"] = round(parallel[(arm.name, seed)][0], 1)
+            arms.append(rec)
+    if parallel:      # the chapter's clock counts the side-by-side work once, spread over its arms
+        for rec in arms:
+            if (rec["arm"], rec["seed"]) in parallel:
+                rec["measure_s"] += t_par / len(parallel)
     return {"part": name, "chapter": part.chapter, "title": part.title, "budget": budget.name,
             "train_images": len(data[0]), "test_images": len(data[2]), "floors": floors(budget, data), "arms": arms}
+
+
+def arm_records(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A part's records (:func:`part_results`) by arm, in the spec's order, each arm's seeds in order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(results["arms"], key=lambda r: r["seed"]):
+        out.setdefault(r["arm"], []).append(r)
+    order = [a.name for a in PARTS[results["part"]].arms]
+    return {a: out[a] for a in order if a in out}
+
+
+def over_seeds(recs: list[dict[str, Any]], key: str) -> str:
+    """A metric of an arm's seeds as a percentage: their mean, then each seed's value in parentheses.
+
+    >>> over_seeds([{"linear": 0.5}, {"linear": 0.52}, {"linear": 0.51}], "linear")
+    '51.0 (50.0 / 52.0 / 51.0)'
+    """
+    vals = [100 * float(r[key]) for r in recs]
+    return f"{sum(vals) / len(vals):.1f}" + (f" ({' / '.join(f'{v:.1f}' for v in vals)})" if len(vals) > 1 else "")
+
+
+def part_table(results: dict[str, Any], metrics: tuple[str, ...] = ("linear", "knn"),
+               extra: dict[str, Any] | None = None) -> str:
+    """A part's arms as a Markdown table: arm, epochs, batch, steps, each metric over the seeds
+    (:func:`over_seeds`; a supervised arm's ``top1`` stands in its ``linear`` column), the training minutes
+    of one seed (mean) and how many seeds came from the run cache. ``extra``: column name -> function of an
+    arm's records giving a cell, placed after batch. Book: chapters 2 and 5."""
+    from simclr_book.budget import markdown_table
+    names = {"linear": "linear top-1 (%)", "knn": "kNN top-1 (%)", "linear_z": "linear z (%)", "knn_z": "kNN z (%)"}
+    extra = extra or {}
+    rows = []
+    for arm, recs in arm_records(results).items():
+        cells = [arm, recs[0]["epochs"], recs[0]["batch_size"], *(f(recs) for f in extra.values()), recs[0]["steps"]]
+        for m in metrics:
+            key = "top1" if m == "linear" and "top1" in recs[0] else m
+            cells.append(over_seeds(recs, key) if key in recs[0] else "-")
+        train = [r["train_s"] for r in recs if r.get("train_s")]
+        cells += [f"{sum(train) / len(train) / 60:.1f} min" if train else "-",
+                  f"{sum(bool(r['cached']) for r in recs)} of {len(recs)}"]
+        rows.append(cells)
+    return markdown_table(["arm", "epochs", "batch", *extra, "steps", *(names.get(m, m) for m in metrics),
+                           "training (one seed)", "from the cache"], rows)
 
 
 def loaded_seconds(results: list[dict[str, Any]], budget: Budget) -> dict[str, float]:
@@ -296,8 +457,10 @@ def loaded_seconds(results: list[dict[str, Any]], budget: Budget) -> dict[str, f
     ``loaded``, the recorded training seconds of the runs loaded from the run cache (a supervised arm's
     result does not record them: the plan's estimate) and, for a record measured in seconds (its
     evaluations loaded too), the plan's estimate of its kNN and linear evaluations and t-SNE; ``shared``,
-    the recorded training seconds of the shared models among them, loaded or not. Book: chapter 4 (its
-    time from an empty cache, and with the shared models cached)."""
+    the recorded training seconds of the shared models among them, loaded or not. From an empty cache a
+    part's other arms train ``device.workers`` at a time (:func:`train_missing`; 2 on 2 CPU cores), so their
+    seconds count divided by it; a shared model trains alone. Book: chapters 2-5 (their time from an empty
+    cache, and with the shared models cached)."""
     from simclr_book.plan import TSNE_S, arm_minutes, this_device
     device, seen, out = this_device(budget), set(), {"loaded": 0.0, "shared": 0.0}
     fast = min(5.0, device.eval_s / 4)      # a record measured this fast loaded its evaluations from the cache
@@ -310,12 +473,14 @@ def loaded_seconds(results: list[dict[str, Any]], budget: Budget) -> dict[str, f
             arm = part.arm(r["arm"])
             if r["kind"] == "shared" and first:
                 out["shared"] += r["train_s"]
+            side = 1 if r["kind"] == "shared" else device.workers       # arms trained side by side
             if r["cached"] and first:
                 out["loaded"] += (60 * arm_minutes(part, arm, budget, device) if r["kind"] == "supervised"
-                                  else r["train_s"])
+                                  else r["train_s"]) / side
             if r["kind"] != "supervised" and r.get("measure_s", 0.0) < fast:
                 spaces = 2 if "h_and_z" in part.evals and arm.shared != "no-head" else 1
-                out["loaded"] += (device.eval_s * spaces if first else 0) + (TSNE_S[budget.name] if "tsne" in r else 0)
+                out["loaded"] += ((device.eval_s * spaces / side if first else 0)
+                                  + (TSNE_S[budget.name] if "tsne" in r else 0))
     return out
 
 
@@ -406,10 +571,15 @@ def run_part(name: str, budget: Budget, argv: list[str] | None = None) -> dict[s
     t0 = time.perf_counter()
     commit = _common().git_commit_now(REPO)     # at the start: later edits do not relabel these results
     data = load_data(budget, full=True)
+    parallel = train_missing(name, budget, data)     # side by side at cpu; nothing on a GPU
     arms = []
     for seed in part.seeds.get(budget.name, (0,)):
         for arm in part.arms:
             rec = arm_result(part, arm.name, budget, seed, data)
+            if parallel.get((arm.name, seed), (0.0, False))[1]:      # trained by a worker, not only evaluated
+                rec.update(cached=False, trained_in_parallel=True)
+                if rec["train_s"] is None:         # a supervised arm: its worker's time
+                    rec["train_s"] = round(parallel[(arm.name, seed)][0], 1)
             shown = {k: rec[k] for k in ("knn", "linear", "linear_z", "top1", "ft1", "scratch1") if k in rec}
             print(f"{name} {arm.name} seed {seed}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shown.items())
                   + (" (cached)" if rec["cached"] else f" ({rec['train_s']} s)"), flush=True)

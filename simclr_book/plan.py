@@ -28,13 +28,15 @@ BOOK_CAP_MIN = 90.0    # every part at gpu, one after another
 @dataclass(frozen=True)
 class Device:
     """Measured speed of one device at one budget: seconds per SimCLR epoch of the budget's arm recipe on
-    all 50,000 CIFAR-10 images (2,048 at smoke), and the fixed costs of a part and of an arm's evaluation."""
+    all 50,000 CIFAR-10 images (2,048 at smoke) while ``workers`` arms train side by side
+    (:func:`simclr_book.fullscale.train_missing`), and the fixed costs of a part and of an arm's evaluation."""
     name: str
     budget: str
     epoch_s: float
     start_s: float       # imports, data, device start-up, floors (raw pixels, random encoder)
     eval_s: float        # kNN and linear evaluation of one arm
     source: str
+    workers: int = 1     # arms trained at once (a part's arms; a shared model trains alone)
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (
@@ -43,8 +45,10 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
            "benchmarks/results/h200-2026-11-30/cifar10-gpu-2.5min-eager.run.json"),
     Device("NVIDIA H100", "gpu", 4.5, 30, 20,
            "not measured: the H200's times x 1.25 (assumed; the H100's memory is slower)"),
-    Device("2 CPU cores", "cpu", 68.0, 150, 60,
-           "measured: the cpu shared model, 24 epochs in 27.2 min on 2 cores of an AMD EPYC (Reproducing page)"),
+    Device("2 CPU cores", "cpu", 50.0, 150, 60,
+           "measured: chapter 5's arms, two at once, one thread each, 46-53 s per epoch each on 2 cores of an AMD "
+           "EPYC (e.g. cpu-ch05-fig9-b256-long-seed1, 6 epochs in 274 s; benchmarks/bench_parallel_arms.py: two "
+           "at once get 1.38x the work of one process with both threads done)", workers=2),
     Device("2 CPU cores (smoke)", "smoke", 0.5, 10, 2, "measured: CI's smoke arms, about 0.5 s per epoch"),
 )}
 DEFAULT_DEVICE = {"gpu": "NVIDIA H100", "cpu": "2 CPU cores", "smoke": "2 CPU cores (smoke)"}
@@ -81,9 +85,11 @@ def arm_minutes(part: Part, arm: Arm, budget: Budget, device: Device) -> float:
 
 
 def part_minutes(part: Part, budget: Budget, device: Device) -> float:
-    """Estimated minutes of ``part`` from an empty cache: start-up, every arm at every seed, its extras."""
+    """Estimated minutes of ``part`` from an empty cache: start-up, every arm at every seed (``device.workers``
+    at once; a shared model alone), its extras."""
     seeds = part.seeds.get(budget.name, (0,))
-    s = device.start_s + 60 * sum(arm_minutes(part, a, budget, device) for a in part.arms) * len(seeds)
+    s = device.start_s + 60 * sum(arm_minutes(part, a, budget, device) / (1 if a.kind == "shared" else device.workers)
+                                  for a in part.arms) * len(seeds)
     if "tsne" in part.evals:
         s += TSNE_S[budget.name]
     if "finetune" in part.evals:
@@ -169,7 +175,8 @@ def this_device(budget: Budget) -> Device:
 def chapter_plan(chapter: int, budget: Budget, data: Any = None, device: Device | None = None) -> str:
     """What ``chapter``'s parts train at ``budget``, which arms the run cache holds (when ``data`` is given)
     and the estimated minutes on this machine (:func:`this_device`): each chapter prints it before it
-    trains. An arm's minutes count only its seeds not cached yet."""
+    trains. An arm's minutes count only its seeds not cached yet (one arm's; the total divides a part's arms
+    by ``device.workers``, the arms trained at once)."""
     device = device or this_device(budget)
     records = plan(budget, device, data, chapter=chapter)     # the cache is checked for this chapter only
     if not records:
@@ -185,15 +192,16 @@ def chapter_plan(chapter: int, budget: Budget, data: Any = None, device: Device 
             if a["kind"] == "shared":
                 seen.add((a["shared"], tuple(a["seeds"])))
             per_arm.append((a, a["minutes"] / len(a["seeds"]) * left, dup))
-        todo += sum(m for _, m, _ in per_arm)
+        todo += sum(m / (1 if a["kind"] == "shared" else device.workers) for a, m, _ in per_arm)
         lines.append(f"- {r['part']}: {r['title']}")
         for a, m, dup in per_arm:
             cached = "" if a["cached"] is None else f"; cached {a['cached']} of {len(a['seeds'])}"
             cost = "the shared model above" if dup else f"about {m:.1f} min to train"
             lines.append(f"    {a['name']}: {a['epochs']} epochs at batch {a['batch']}, seeds "
                          f"{', '.join(map(str, a['seeds']))}{cached}; {cost}")
-    lines.append(f"about {todo:.0f} min of training left" + ("" if data is not None else
-                                                               " (the run cache was not checked)"))
+    side = f", {device.workers} arms at a time" if device.workers > 1 else ""
+    lines.append(f"about {todo:.0f} min of training left{side}" + ("" if data is not None else
+                                                                   " (the run cache was not checked)"))
     return "\n".join(lines)
 
 

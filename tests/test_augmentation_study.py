@@ -1,4 +1,4 @@
-"""simclr_book.augmentation_study: chapter 2's displays, evaluations and verdict rows."""
+"""simclr_book.augmentation_study: chapter 2's displays and evaluations."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,8 +11,6 @@ import torch  # noqa: E402
 
 from simclr_book import augmentation_study as K  # noqa: E402
 from simclr_book.budget import budget_sizes  # noqa: E402
-from simclr_book.specs import PARTS, finding_of  # noqa: E402
-from simclr_book.verdict import FLOOR, PAPER, compare, compare_gains  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -137,70 +135,3 @@ def test_linear_top1_separates_separable_images():
     xte, yte = _two_colour_data(32)
     enc = K.random_encoder(budget_sizes("smoke").config(), "cpu")
     assert K.linear_top1(enc, (xtr, ytr, xte, yte), epochs=30, device="cpu") == 1.0
-
-
-def test_arm_scores_reports_a_runs_numbers():
-    from simclr_lite.models import build_simclr
-    xtr, ytr = _two_colour_data()
-    run = dict(model=build_simclr("resnet10", 0.125), knn_top1=0.42, steps=12, wall_time_s=3.5, cached=True,
-               folder="f", history=[dict(kind="step", loss=5.0), dict(kind="step", loss=4.0),
-                                    dict(kind="epoch", loss=4.5)])
-    r = K.arm_scores(run, (xtr, ytr, xtr, ytr), epochs=10, device="cpu")
-    assert (r["knn"], r["steps"], r["train_s"], r["cached"], r["folder"], r["loss"]) == (0.42, 12, 3.5, True, "f",
-                                                                                         [5.0, 4.0])
-    assert 0 <= r["lin"] <= 1
-
-
-def test_floors_at_scale_computes_the_pixel_probe_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
-    xtr, ytr = _two_colour_data()
-    data = (xtr, ytr, xtr[:32], ytr[:32])
-    enc = K.random_encoder(budget_sizes("smoke").config(), "cpu")
-    first = K.floors_at_scale(enc, data, epochs=5, device="cpu", cache_name="t-pixels")
-    again = K.floors_at_scale(enc, data, epochs=5, device="cpu", cache_name="t-pixels")
-    assert set(K.FLOOR_KEYS) <= set(first) and not first["pixels_linear_cached"] and again["pixels_linear_cached"]
-    assert first["pixels_linear_s"] == 0.0 and again["pixels_linear_s"] > 0     # loaded: its recorded time
-    assert {k: first[k] for k in K.FLOOR_KEYS} == {k: again[k] for k in K.FLOOR_KEYS}
-    assert len(list((tmp_path / "results").glob("t-pixels-*.pt"))) == 1
-    assert first["pixels_knn"] == 1.0           # the two classes differ in brightness: pixels separate them
-
-
-FLOORS = dict(pixels_knn=0.44, pixels_linear=0.37, random_knn=0.29, random_linear=0.32)
-
-
-def _fig5_scores(crop_color: float = 0.48):
-    lin = {"crop": 0.44, "color": 0.28, "crop>color": crop_color, "crop>cutout": 0.43, "crop>rotate": 0.41}
-    return {(arm, 0): dict(linear=v, knn=v) for arm, v in lin.items()}
-
-
-def test_decide_rows_compares_each_fig5_pair_once_by_the_rule():
-    rows = K.decide_rows(finding_of(1), _fig5_scores(), FLOORS, n=10_000)
-    assert [v.b_name for v in rows] == ["crop:linear", "color:linear", "crop>cutout:linear", "crop>rotate:linear"]
-    assert {v.a_name for v in rows} == {"crop>color:linear"}
-    # the same records as the rule itself gives, with the linear floors (the better of pixels and random)
-    for v, b in zip(rows, (0.44, 0.28, 0.43, 0.41)):
-        ref = compare(v.label, [0.48], [b], 10_000, +1, floor=0.37)
-        assert (v.gap, v.bar, v.status) == (ref.gap, ref.bar, ref.status)
-    assert [v.status for v in rows] == [PAPER, FLOOR, PAPER, PAPER]   # colour alone sits below raw pixels
-    # every other arm of the part is compared once
-    arms = {a.name for a in PARTS["ch02-fig5"].arms} - {"crop>color"}
-    assert {v.b_name.split(":")[0] for v in rows} == arms
-
-
-def test_decide_rows_decides_table1_with_its_gain_row():
-    scores = {("s0.125", 0): dict(linear=0.48), ("s0.5", 0): dict(linear=0.51), ("s1", 0): dict(linear=0.47),
-              ("sup-s0.125", 0): dict(top1=0.53), ("sup-s1", 0): dict(top1=0.46)}
-    rows = K.decide_rows(finding_of(3), scores, FLOORS, n=10_000)
-    assert [v.label.split(",")[0] for v in rows][:3] == ["Table 1: SimCLR", "Table 1: SimCLR", "Table 1: supervised"]
-    assert rows[2].floor is None and rows[2].status == PAPER         # supervised: no representation floor, -7 points
-    gains = compare_gains(rows[3].label, [0.47], [0.48], [0.46], [0.53], 10_000, +1, floor=0.37, floor_b=False)
-    assert (rows[3].gap, rows[3].status) == (gains.gap, gains.status)
-
-
-def test_decide_rows_says_what_is_missing():
-    scores = _fig5_scores()
-    del scores["crop>rotate", 0]
-    with pytest.raises(KeyError, match="crop>rotate"):
-        K.decide_rows(finding_of(1), scores, FLOORS, n=10_000)
-    with pytest.raises(KeyError, match="floors"):
-        K.decide_rows(finding_of(1), _fig5_scores(), {"pixels_knn": 0.4}, n=10_000)

@@ -12,14 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from simclr_book import batch_study as S  # noqa: E402
-from simclr_book.budget import arm_config, budget_sizes  # noqa: E402
+from simclr_book.budget import budget_sizes  # noqa: E402
 from simclr_lite.errors import TrainingError  # noqa: E402
-from simclr_lite.evaluate import extract_features, knn_accuracy  # noqa: E402
 from simclr_lite.models import count_parameters  # noqa: E402
-from simclr_lite.optim import scaled_lr, warmup_cosine  # noqa: E402
+from simclr_lite.optim import warmup_cosine  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,18 +34,15 @@ def _data(n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 # ------------------------------------------------------------------------------------------ plans
-def test_plans_give_every_budget_the_same_sizes_and_valid_negatives_groups():
+def test_plans_give_every_budget_the_same_sizes():
     assert set(S.PLANS) == {"smoke", "cpu", "gpu"}
     keys = set(S.PLANS["cpu"])
     for name, plan in S.PLANS.items():
         assert set(plan) == keys, name
-        b, groups = plan["neg"]["batch"], plan["neg"]["groups"]
-        assert all(2 <= g < b and b % g == 0 for g in groups), name        # Config.neg_group's rule
-        assert list(plan["grid_batches"]) == sorted(plan["grid_batches"]) and len(plan["scale_seeds"]) >= 3
-        assert plan["scale_batches"][0] == plan["grid_batches"][0]           # the seeded pair is the grid's smallest
+        assert list(plan["grid_batches"]) == sorted(plan["grid_batches"]), name
     # the sizes chapter 5's text gives for the cpu budget
     cpu = S.PLANS["cpu"]
-    assert cpu["grid_batches"] == (64, 256, 1024) and cpu["neg"] == dict(batch=1024, groups=(64, 256))
+    assert cpu["grid_batches"] == (64, 256, 1024) and cpu["grid_epochs"] == (1, 2)
     assert cpu["sim"]["group"] == 16 and cpu["bn"]["procs"] == 16 and cpu["bn"]["batch"] == 256
 
 
@@ -76,22 +71,6 @@ def test_plot_schedules_draws_one_panel_per_curve():
     fig = S.plot_schedules([(S.schedule(20, 2, 1.0), 10, "a"), (S.schedule(30, 3, 0.5), 15, "b")])
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert len(fig.axes[1].get_lines()[0].get_xdata()) == 30
-
-
-# ---------------------------------------------------------------------------------------- designs
-@pytest.mark.parametrize("b, s_eq, n", [(1024, 192, 50000), (256, 192, 50000), (64, 192, 50000),
-                                        (32, 12, 1000), (128, 7, 896), (10, 100, 2000)])
-def test_equal_steps_gives_exactly_s_eq_steps_on_at_most_n_images(b, s_eq, n):
-    e, limit = S.equal_steps(b, s_eq, n)
-    assert e >= 1 and 0 <= limit <= n
-    assert e * ((limit or n) // b) == s_eq
-    if limit == 0:
-        assert s_eq % (n // b) == 0              # whole epochs of all images fit exactly
-
-
-def test_equal_steps_at_the_cpu_budget():
-    # chapter 5's text: batch 1024 makes 4 epochs, batch 256 one epoch of 49,152 images, batch 64 one of 12,288
-    assert [S.equal_steps(b, 192, 50000) for b in (1024, 256, 64)] == [(4, 0), (1, 49152), (1, 12288)]
 
 
 def test_negatives_per_anchor():
@@ -151,61 +130,6 @@ def test_run_records_a_diverged_run_only_when_asked(monkeypatch):
     s = study.run("sgd", batch_size=20, epochs=1, optimizer="sgd", diverged_ok=True)
     assert math.isnan(s["knn_top1"]) and s["history"] == [] and "nan" in s["error"]
     assert study.runs[("sgd", 20, 1)] is s and study.loaded == {}
-
-
-class _FakeArms:
-    """Stands in for train_arm: records names and overrides, returns a run summary with a tiny encoder."""
-
-    def __init__(self):
-        self.calls = []
-
-    def train_arm(self, name, budget, data, log_every=None, **over):
-        self.calls.append((name, log_every, over))
-        torch.manual_seed(0)
-        model = nn.Module()
-        model.encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 8))
-        cfg = arm_config(budget, **over).to_dict()
-        steps = over["epochs"] * ((over["train_limit"] or len(data[0])) // over["batch_size"])
-        return dict(model=model, knn_top1=0.25, steps=steps, wall_time_s=60.0, cached=False, config=cfg,
-                    history=[dict(kind="epoch", loss=4.0), dict(kind="epoch", loss=3.5)], folder="/x/run-abc")
-
-
-def test_arm_names_the_recipe_as_chapter_4s_and_others_by_what_changes(monkeypatch):
-    budget = budget_sizes("smoke")
-    fake = _FakeArms()
-    results = []
-    monkeypatch.setattr(S, "train_arm", fake.train_arm)
-    monkeypatch.setattr(S, "cached_result", lambda name, parts, compute: results.append((name, parts)) or
-                        {**compute(), "cached": False})
-    data50 = _data(256)
-    study = S.BatchStudy(budget, _data(64), data50, width=0.5)
-    recipe = study.recipe
-    r = study.arm(recipe.batch_size, recipe.epochs)
-    assert fake.calls[-1][0] == "ch04-proj128" and r["name"] == "ch04-proj128"
-    assert r["knn"] == 0.25 and results == []            # all images: the run's own kNN, nothing computed
-    assert r["loss"] == 3.5 and r["lr"] == scaled_lr(recipe.lr, recipe.batch_size) and r["epochs"] == recipe.epochs
-    assert study.arm(recipe.batch_size, recipe.epochs) is r and len(fake.calls) == 1    # trained once
-    r = study.arm(32, 1, limit=64, warmup_epochs=0.5)
-    assert r["name"] == "ch05-b32-e1-n64-w0.5" and r["steps"] == 2 and r["images"] == 64 and r["warmup"] == 1
-    assert fake.calls[-1][1] == 1 and fake.calls[-1][2]["train_limit"] == 64          # log_every: 64 // 32 // 4 -> 1
-    # a run on a subset is scored with all the arms' images as the kNN bank, cached by the run folder's name
-    assert results[-1] == ("knn-run-abc", {"data": study.data50_fp})
-    enc = fake.train_arm("x", budget, data50, batch_size=32, epochs=1, train_limit=0)["model"].encoder
-    want = knn_accuracy(extract_features(enc, data50[0], device="cpu"), data50[1],
-                        extract_features(enc, data50[2], device="cpu"), data50[3])
-    assert r["knn"] == pytest.approx(want)
-    r = study.arm(128, 1, neg_group=16)
-    assert r["name"] == "ch05-b128-e1-g16" and fake.calls[-1][2]["neg_group"] == 16
-
-
-def test_floors_are_the_random_encoder_and_raw_pixels(monkeypatch):
-    parts = []
-    monkeypatch.setattr(S, "cached_result", lambda name, p, compute: parts.append((name, p)) or compute())
-    study = S.BatchStudy(budget_sizes("smoke"), _data(64), _data(100), width=0.5)
-    f = study.floors()
-    assert parts == [("baselines", {"config": study.recipe.to_dict(), "data": study.data50_fp})]
-    assert set(f) == {"random", "pixels"} and all(0 <= v <= 1 for v in f.values())
-    assert study.floors() == f                          # seeded: the same random encoder each time
 
 
 # -------------------------------------------------------------------------------- torchrun runs
@@ -296,18 +220,29 @@ def test_plot_grid_draws_a_bar_per_run_and_the_floors():
     assert {line.get_ydata()[0] for line in ax.get_lines()} == {20.0, 30.0}
 
 
-def test_plot_fig9_arms_draws_a_line_per_batch_against_steps_and_epochs():
-    f9 = {("steps", 64): dict(steps=192, epochs=0.25, knn=0.3), ("epochs", 1, 64): dict(steps=781, epochs=1, knn=0.32),
-          ("steps", 256): dict(steps=192, epochs=1.0, knn=0.33), ("epochs", 1, 256): dict(steps=195, epochs=1, knn=0.31)}
-    fig = S.plot_fig9_arms(f9, (64, 256), 192, 4, FLOORS, 50000, "t")
-    first = fig.axes[0].get_lines()[0]
-    assert list(first.get_xdata()) == [192, 781] and list(fig.axes[1].get_lines()[0].get_xdata()) == [0.25, 1]
+PART_FLOORS = dict(random_linear=0.2, pixels_linear=0.3, random_knn=0.15, pixels_knn=0.25)
+
+
+def _rec(batch, epochs, seed, linear, neg_group=0):
+    return dict(batch_size=batch, epochs=epochs, seed=seed, linear=linear, knn=linear - 0.01,
+                config=dict(neg_group=neg_group))
+
+
+def test_plot_fig9_part_draws_each_batch_against_epochs_through_the_seeds_means():
+    arms = [_rec(b, e, s, 0.3 + 0.01 * s + (0.05 if e == 6 else 0) + (0.02 if b == 1024 else 0))
+            for s in (0, 1, 2) for b in (256, 1024) for e in (2, 6)]
+    fig = S.plot_fig9_part(dict(arms=arms, floors=PART_FLOORS, train_images=50000), "t")
+    means = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    assert [list(m.get_xdata()) for m in means] == [[2, 6], [2, 6]]
+    assert list(means[0].get_ydata()) == pytest.approx([31, 36]) and list(means[1].get_ydata()) == pytest.approx([33, 38])
+    assert {line.get_ydata()[0] for line in fig.axes[0].get_lines() if line.get_linestyle() in ("--", ":")} == {20.0, 30.0}
 
 
 def test_plot_negatives_places_each_arm_at_its_negatives():
-    fig = S.plot_negatives({64: 0.40, 256: 0.42, 0: 0.43}, 1024, "l", FLOORS, "t")
-    line = fig.axes[0].get_lines()[0]
-    assert list(line.get_xdata()) == [126, 510, 2046] and list(line.get_ydata()) == pytest.approx([40, 42, 43])
+    arms = [_rec(1024, 4, s, v + 0.01 * s, g) for s in (0, 1) for g, v in ((64, 0.40), (256, 0.42), (0, 0.43))]
+    fig = S.plot_negatives(dict(arms=arms, floors=PART_FLOORS), "t", metric="linear")
+    line = next(line for line in fig.axes[0].get_lines() if line.get_marker() == "o")
+    assert list(line.get_xdata()) == [126, 510, 2046] and list(line.get_ydata()) == pytest.approx([40.5, 42.5, 43.5])
 
 
 def test_plot_lars_sgd_skips_a_diverged_run():

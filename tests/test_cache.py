@@ -280,3 +280,21 @@ def test_progress_shows_to_a_reader_and_never_under_nbconvert_or_nbval(tmp_path,
     monkeypatch.setattr(train, "pretrain", spy)
     cached_pretrain(tiny_cfg(), tiny_data(), name="p", root=tmp_path)
     assert seen["progress"] is allow_stdin
+
+
+def test_cached_result_computes_once_and_finds_a_result_by_its_key_under_any_name(tmp_path, monkeypatch):
+    """A result (e.g. a supervised arm's) is computed once per key: a second name asking for the same
+    computation loads it; other parts compute again."""
+    from simclr_book.cache import cached_result
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"top1": 0.5}
+    first = cached_result("cpu-sup-ch04-fig7-sup-w-seed0", {"cfg": 1}, compute)
+    assert first == {"top1": 0.5, "cached": False} and len(calls) == 1
+    assert cached_result("cpu-sup-ch04-fig7-sup-w-seed0", {"cfg": 1}, compute)["cached"]
+    assert cached_result("cpu-sup-ch02-table1-sup-s0.5-seed0", {"cfg": 1}, compute) == {"top1": 0.5, "cached": True}
+    assert len(calls) == 1 and len(list((tmp_path / "results").iterdir())) == 1
+    assert not cached_result("cpu-sup-ch04-fig7-sup-w-seed0", {"cfg": 2}, compute)["cached"] and len(calls) == 2

@@ -115,6 +115,7 @@ def test_part_results_has_the_results_files_layout_and_decides_like_it(monkeypat
         return {"arm": arm, "seed": seed, "kind": "shared", "linear": lin, "linear_z": lin - 0.05, "knn": lin,
                 "knn_z": lin, "cached": True, "train_s": 10.0, "config": {"seed": seed, "head": arm}}
     monkeypatch.setattr(fs, "arm_result", fake_arm)
+    monkeypatch.setenv("SIMCLR_WORKERS", "1")        # every arm in this process (train_missing: tests below)
     monkeypatch.setattr(fs, "floors", lambda b, d: {"pixels_knn": 0.4, "pixels_linear": 0.35,
                                                    "random_knn": 0.3, "random_linear": 0.3})
     data = (torch.zeros(100, 1), torch.zeros(100), torch.zeros(10_000, 1), torch.zeros(10_000))
@@ -150,7 +151,9 @@ def test_loaded_seconds_counts_each_run_once_and_estimates_what_was_not_recorded
     fig7 = PARTS["ch04-fig7"]
     sup = 60 * arm_minutes(fig7, fig7.arm("sup-w"), cpu, dev)
     assert out["shared"] == pytest.approx(1900.0)                     # both shared models, loaded or not
-    assert out["loaded"] == pytest.approx(1000.0 + 2 * dev.eval_s + TSNE_S["cpu"] + sup)
+    # a shared model trains alone; the other arms dev.workers at a time (2 on 2 CPU cores)
+    assert dev.workers == 2
+    assert out["loaded"] == pytest.approx(1000.0 + 2 * dev.eval_s + TSNE_S["cpu"] + sup / dev.workers)
 
 
 def test_arm_run_loads_the_run_that_arm_result_measures(monkeypatch):
@@ -216,3 +219,70 @@ def test_tsne_metrics_measures_h_and_z_in_the_original_spaces_and_keeps_the_maps
         assert len(r["tsne_silhouette"]) == 2 and len(r["maps"]) == 2
         assert np.asarray(r["maps"][0]).shape == (60, 2)
         assert not np.allclose(r["maps"][0], r["maps"][1]), "two t-SNE seeds gave the same map"
+
+
+# ---------------------------------------------------------------------------------------- arms side by side
+def test_arm_workers_is_one_per_core_at_cpu_only_and_obeys_simclr_workers(monkeypatch):
+    import simclr_book.fullscale as fs
+    from dataclasses import replace
+
+    from simclr_book.budget import budget_sizes
+    monkeypatch.delenv("SIMCLR_WORKERS", raising=False)
+    monkeypatch.setattr(fs, "_cores", lambda: 2)
+    cpu = budget_sizes("cpu")
+    assert fs.arm_workers(cpu, 12) == 2 and fs.arm_workers(cpu, 1) == 1
+    monkeypatch.setattr(fs, "_cores", lambda: 16)
+    assert fs.arm_workers(cpu, 12) == 4                        # at most 4 (memory), one thread share each
+    assert fs.arm_workers(budget_sizes("smoke"), 12) == 1      # smoke arms take seconds
+    assert fs.arm_workers(replace(cpu, device="cuda"), 12) == 1
+    monkeypatch.setenv("SIMCLR_WORKERS", "3")
+    assert fs.arm_workers(budget_sizes("smoke"), 12) == 3 and fs.arm_workers(cpu, 2) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("SIMCLR_WORKERS", bad)
+        with pytest.raises(ValueError, match="SIMCLR_WORKERS"):
+            fs.arm_workers(cpu, 12)
+
+
+def test_train_missing_trains_each_missing_arm_once_in_worker_processes(monkeypatch, tmp_path):
+    """Two worker processes train part ch05-lr's two smoke arms into the run cache; the part then loads
+    them (cached, the same numbers a second time), and nothing is left for a second call to train."""
+    import json
+
+    import torch
+
+    import simclr_book.fullscale as fs
+    from simclr_book.budget import budget_sizes
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(256) % 10,
+            torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(100) % 10)
+    smoke = budget_sizes("smoke")
+    done = fs.train_missing("ch05-lr", smoke, data, workers=2)
+    assert set(done) == {("linear", 0), ("sqrt", 0)} and all(t > 0 and trained for t, trained in done.values())
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    assert len(runs) == 2 and all(json.loads((p / "run.json").read_text())["threads"] == 1 for p in runs)
+    assert fs.train_missing("ch05-lr", smoke, data, workers=2) == {}         # nothing left to train
+    res = fs.part_results("ch05-lr", smoke, data, workers=2)
+    assert [r["cached"] for r in res["arms"]] == [True, True]                # loaded, not trained again
+    again = fs.part_results("ch05-lr", smoke, data, workers=1)
+    assert [r["linear"] for r in again["arms"]] == [r["linear"] for r in res["arms"]]
+
+
+def test_a_supervised_arm_named_with_a_slash_is_one_file_that_the_plan_finds(monkeypatch, tmp_path):
+    """Fig. 7's supervised arm w/4: its result is a file of the results folder (not a folder 'w'), so the
+    plan sees it cached."""
+    import torch
+
+    import simclr_book.fullscale as fs
+    import simclr_lite.evaluate as ev
+    from simclr_book.budget import budget_sizes
+    from simclr_book.plan import is_cached
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    monkeypatch.setattr(ev, "fine_tune", lambda *a, **k: {"top1": 0.5})
+    data = (torch.zeros(64, 3, 32, 32, dtype=torch.uint8), torch.arange(64) % 10,
+            torch.zeros(20, 3, 32, 32, dtype=torch.uint8), torch.arange(20) % 10)
+    smoke, part = budget_sizes("smoke"), PARTS["ch04-fig7"]
+    assert not is_cached(part, part.arm("sup-w/4"), smoke, 0, data)
+    assert fs.arm_result(part, "sup-w/4", smoke, 0, data)["top1"] == 0.5
+    assert [p.is_file() for p in (tmp_path / "results").iterdir()] == [True]
+    assert is_cached(part, part.arm("sup-w/4"), smoke, 0, data)

@@ -60,12 +60,14 @@ def test_a_chapter_prints_only_its_parts_and_what_is_left_to_train(monkeypatch):
     # with the cache checked, cached seeds cost nothing: all cached -> 0 min left; none cached -> the estimate
     checked = []
     monkeypatch.setattr(plan_mod, "is_cached", lambda part, *a: checked.append(part.chapter) or True)
-    assert chapter_plan(7, cpu, data=object()).endswith("about 0 min of training left")
+    assert chapter_plan(7, cpu, data=object()).endswith("about 0 min of training left, 2 arms at a time")
     assert checked and set(checked) == {7}        # only the chapter's own parts are looked up in the cache
     monkeypatch.setattr(plan_mod, "is_cached", lambda *a: False)
     left = float(chapter_plan(7, cpu, data=object()).rsplit("about ", 1)[1].split(" min")[0])
     part = PARTS["ch07-scaling"]
-    assert left == pytest.approx(sum(arm_minutes(part, a, cpu, DEVICES["2 CPU cores"]) for a in part.arms), abs=0.5)
+    dev = DEVICES["2 CPU cores"]          # a part's arms train dev.workers at a time
+    assert dev.workers == 2
+    assert left == pytest.approx(sum(arm_minutes(part, a, cpu, dev) for a in part.arms) / dev.workers, abs=0.5)
 
 
 def test_this_device_is_the_budgets_default_without_a_gpu():

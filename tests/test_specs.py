@@ -99,3 +99,14 @@ def test_chapter_4_rows_carry_the_prefixes_of_the_findings_page():
     for fid, prefix in prefixes.items():
         assert all(row.label.startswith(prefix) for row in finding_of(fid).rows), fid
     assert "ch04-tsne" in finding_of(7).parts and "tsne" in PARTS["ch04-tsne"].evals
+
+
+def test_the_negatives_controls_whole_batch_arm_is_fig9s_short_batch_1024_arm():
+    """At every budget the negatives control runs Fig. 9's short run at batch 1024, so its whole-batch arm
+    (neg_group 0) is part ch05-fig9's b1024-short: the same config, hence one run in the cache."""
+    neg, fig9 = PARTS["ch05-negatives"], PARTS["ch05-fig9"]
+    for name in ("smoke", "cpu", "gpu"):
+        b = budget_sizes(name)
+        whole = arm_config_at(neg, neg.arm("neg1024"), b, 1)
+        assert whole == arm_config_at(fig9, fig9.arm("b1024-short"), b, 1), name
+        assert arm_config_at(neg, neg.arm("neg64"), b, 1).epochs == whole.epochs, name
