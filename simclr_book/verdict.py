@@ -14,12 +14,13 @@ bar is twice the larger of two standard errors: the seeds' (the spread of the pe
 sqrt(seeds)) and the test set's (two accuracies on ``n`` test samples, as if independent). A gap beyond
 its bar is in the paper's direction or against it; one inside is within noise.
 
-:func:`seed_gap` and :func:`per_seed_text` are the dict form that chapters 3 and 4 print;
-:func:`compare` gives the same arithmetic as a :class:`Verdict` record, :func:`finding_verdict` and
-:func:`largest_scale` decide a finding from its rows, and :func:`count_line` sums the findings up.
+:func:`compare` gives a :class:`Verdict` record (:func:`compare_gains` for a gain against a gain),
+:func:`finding_verdict` and :func:`largest_scale` decide a finding from its rows, and :func:`count_line`
+sums the findings up. :func:`seed_gap` (with :func:`per_seed_text`) is the gap and bar written out as a
+plain dict, the reference the tests hold :func:`compare` to.
 
-Book: chapter 3 (Tables 4 and 5 over seeds), chapter 4 (Fig. 8 over seeds), every chapter's findings
-table and book/findings.md.
+Book: every chapter's findings table (chapters 2-5 decide the specs' rows through
+:func:`simclr_book.fullscale.decide`) and book/findings.md.
 """
 from __future__ import annotations
 
