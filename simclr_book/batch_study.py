@@ -122,8 +122,9 @@ def epoch_losses(history: Sequence[Mapping[str, Any]]) -> list[float]:
 class BatchStudy:
     """Chapter 5's own sweeps (Fig. 9's small grid, Sec. 2.2's LARS against SGD), each trained once and then
     loaded from the run cache (:meth:`run`: the budget's recipe with the sweep encoder of width ``width`` on
-    ``data``, the budget's images); ``data50`` (all images at the cpu budget) and :attr:`recipe` (the main
-    recipe, :func:`simclr_book.budget.arm_config`) serve the chapter's batch-norm experiments.
+    ``data``, the budget's images); :attr:`data50_fp` (the fingerprint of ``data50``, all images at the cpu
+    budget) and :attr:`recipe` (the main recipe, :func:`simclr_book.budget.arm_config`) serve the chapter's
+    batch-norm experiments.
 
     ``runs``: ``(label, batch, epochs)`` -> a sweep's summary (without its model); ``loaded``: run name -> its
     recorded training seconds, for every run loaded from the cache (the chapter adds its other cached
@@ -132,8 +133,8 @@ class BatchStudy:
 
     def __init__(self, budget: Budget, data: Sequence[torch.Tensor], data50: Sequence[torch.Tensor],
                  width: float) -> None:
-        self.budget, self.data, self.data50, self.width = budget, tuple(data), tuple(data50), width
-        self.data50_fp = fingerprint(self.data50)
+        self.budget, self.data, self.width = budget, tuple(data), width
+        self.data50_fp = fingerprint(tuple(data50))      # the key of the torchrun runs on all images
         self.recipe: Config = arm_config(budget)
         self.runs: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.loaded: dict[str, float] = {}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -107,8 +108,10 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+@functools.lru_cache(maxsize=None)
 def code_fingerprint(modules: tuple[str, ...] = CODE_MODULES) -> str:
-    """SHA-256 of the named package modules' syntax trees, without comments, docstrings or layout."""
+    """SHA-256 of the named package modules' syntax trees, without comments, docstrings or layout: read once
+    per process (the code this process imported; every run key and result key needs it)."""
     h = hashlib.sha256()
     for name in modules:
         tree = _strip_docstrings(ast.parse((_HERE / f"{name}.py").read_text()))

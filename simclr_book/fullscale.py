@@ -73,6 +73,16 @@ def fig5_views(first: str, second: str) -> tuple[Any, Any]:
     return (branch, identity), key
 
 
+def _file_name(arm_name: str) -> str:
+    """An arm's name as part of a file or folder name: ``crop>color`` -> ``crop-color``, ``w/4`` -> ``w_4``."""
+    return arm_name.replace(">", "-").replace("/", "_")
+
+
+def _eval_parts(h_and_z: bool, device: str, data: tuple[torch.Tensor, ...], folder: str) -> dict[str, Any]:
+    """The result-cache parts of a run's kNN and linear evaluation (:func:`arm_result`, :func:`evaluate_run`)."""
+    return {"h_and_z": h_and_z, "device": device, "data": cache.fingerprint(data), "run": folder}
+
+
 def supervised_parts(cfg: Any, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """What a supervised arm's cached result depends on (:func:`simclr_book.cache.cached_result`)."""
     keep = ("arch", "width", "cifar_stem", "stem_stride", "strength", "min_scale", "epochs", "batch_size",
@@ -198,8 +208,7 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
             return {"top1": fine_tune(enc, data[0], data[1], data[2], data[3], epochs=cfg.epochs,
                                       batch_size=cfg.batch_size, seed=seed, device=device,
                                       augment=supervised_augment(cfg.strength, cfg.min_scale))["top1"]}
-        safe = arm.name.replace(">", "-").replace("/", "_")      # a file name (w/4: not a folder)
-        res = cache.cached_result(f"{budget.name}-sup-{part.name}-{safe}-seed{seed}",
+        res = cache.cached_result(f"{budget.name}-sup-{part.name}-{_file_name(arm.name)}-seed{seed}",
                                   supervised_parts(cfg, data), compute)
         rec.update(top1=float(res["top1"]), cached=res["cached"], steps=cfg.epochs * (len(data[0]) // cfg.batch_size),
                    train_s=None if res["cached"] else round(time.perf_counter() - t0, 1))
@@ -213,7 +222,7 @@ def arm_result(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple
                                 if torch.cuda.is_available() and not run["cached"] else None))
     folder = Path(run["folder"]).name
     model = run["model"]
-    evals = {"h_and_z": "h_and_z" in part.evals, "device": device, "data": cache.fingerprint(data), "run": folder}
+    evals = _eval_parts("h_and_z" in part.evals, device, data, folder)
     rec.update({k: v for k, v in cache.cached_result(
         f"eval-{folder}", evals, lambda: evaluate_model(model, data, device, evals["h_and_z"])).items()
         if k != "cached"})
@@ -258,7 +267,7 @@ def arm_run(part: Part, arm_name: str, budget: Budget, seed: int, data: tuple[to
     if arm.kind == "supervised":
         raise ValueError(f"{part.name}: {arm_name} is a supervised arm; only SimCLR arms are runs")
     name = (f"{budget.name}-{arm.shared}" if arm.kind == "shared"
-            else f"{budget.name}-{part.name}-{arm.name.replace('>', '-').replace('/', '_')}")
+            else f"{budget.name}-{part.name}-{_file_name(arm.name)}")
     views, views_key = fig5_views(*arm.views) if arm.views else (None, None)
     return cache.cached_pretrain(arm_config_at(part, arm, budget, seed), data,
                                  name=name + (f"-seed{seed}" if seed else ""), augment=views, augment_key=views_key)
@@ -270,7 +279,7 @@ def evaluate_run(run: dict[str, Any], data: tuple[torch.Tensor, ...], device: st
     once (the same cached result as :func:`arm_result`'s for that run): the protocol of the floors, for a
     chapter's own arms (chapter 4's Table 3 arms)."""
     folder = Path(run["folder"]).name
-    evals = {"h_and_z": h_and_z, "device": device, "data": cache.fingerprint(data), "run": folder}
+    evals = _eval_parts(h_and_z, device, data, folder)
     res = cache.cached_result(f"eval-{folder}", evals, lambda: evaluate_model(run["model"], data, device, h_and_z))
     return {k: float(v) for k, v in res.items() if k != "cached"}
 
@@ -292,7 +301,7 @@ def arm_workers(budget: Budget, arms: int) -> int:
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return _common().cpu_cores()      # the cores this process may use (benchmarks/_common.py)
 
 
 _WORKER_DATA: tuple[torch.Tensor, ...] = ()
@@ -313,15 +322,12 @@ def _worker_arm(name: str, arm: str, budget: Budget, seed: int) -> tuple[str, in
 def result_cached(part: Part, arm: Any, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]) -> bool:
     """Whether :func:`arm_result` of ``arm`` at ``seed`` would load everything from the cache: the run (or a
     supervised arm's result) and its kNN and linear evaluation."""
-    from simclr_book.plan import arm_config_at, is_cached
-    if not is_cached(part, arm, budget, seed, data):
-        return False
+    from simclr_book.plan import is_cached, run_folders
     if arm.kind == "supervised":
-        return True
-    key = cache.run_key(arm_config_at(part, arm, budget, seed), data, fig5_views(*arm.views)[1] if arm.views else None)
-    evals = {"h_and_z": "h_and_z" in part.evals, "device": budget.device, "data": cache.fingerprint(data)}
-    return any((cache.results_dir() / f"eval-{f.name}-{cache.result_key({**evals, 'run': f.name})}.pt").exists()
-               for f in cache.runs_dir().glob(f"*-{key}") if not f.name.startswith("."))
+        return is_cached(part, arm, budget, seed, data)
+    h_and_z = "h_and_z" in part.evals
+    return any((cache.results_dir() / f"eval-{f.name}-{cache.result_key(_eval_parts(h_and_z, budget.device, data, f.name))}.pt"
+                ).exists() for f in run_folders(part, arm, budget, seed, data))
 
 
 def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None
@@ -337,7 +343,7 @@ def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], wor
 
     import torch.multiprocessing as tmp
 
-    from simclr_book.plan import DEVICES, DEFAULT_DEVICE, arm_minutes
+    from simclr_book.plan import arm_minutes, this_device
     part = PARTS[name]
     workers = arm_workers(budget, len(part.arms) * len(part.seeds.get(budget.name, (0,)))) if workers is None \
         else workers
@@ -348,7 +354,7 @@ def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], wor
     workers = min(workers, len(todo))
     if workers < 2:       # one arm (or none) to train: the caller trains it in its own process
         return {}
-    device = DEVICES[DEFAULT_DEVICE.get(budget.name, "2 CPU cores")]
+    device = this_device(budget)
     todo.sort(key=lambda t: -arm_minutes(part, t[0], budget, device))
     threads = max(1, _cores() // workers)
     shared = tuple(t.share_memory_() if isinstance(t, torch.Tensor) else t for t in data)   # not copied per worker
@@ -375,8 +381,8 @@ def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], wor
     return done
 
 
-def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None
-                 ) -> dict[str, Any]:
+def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None,
+                 report: Any = None) -> dict[str, Any]:
     """Part ``name`` at ``budget`` on a chapter's ``data``: every arm at every seed of the budget
     (:func:`arm_result`, through the run cache; each record adds ``measure_s``, the seconds it took here)
     and the floors, in the results file's layout (``part``, ``budget``, ``test_images``, ``floors``,
@@ -384,7 +390,8 @@ def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], work
     budget with the code that decides them at full scale. Arms the cache lacks are trained first,
     ``workers`` at once (:func:`train_missing`); a record trained there says ``cached`` False,
     ``trained_in_parallel`` True; every record done there (trained or only evaluated) has the side-by-side
-    wall time spread over them in its ``measure_s``. Book: chapters 2-5."""
+    wall time spread over them in its ``measure_s``. ``report``: called with each record as it is measured
+    (:func:`run_part` prints it). Book: chapters 2-5."""
     part = PARTS[name]
     t_par = time.perf_counter()
     parallel = train_missing(name, budget, data, workers)
@@ -400,6 +407,8 @@ def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], work
                 if rec["train_s"] is None:         # a supervised arm: its worker's time
                     rec["train_s"] = round(parallel[(arm.name, seed)][0], 1)
             arms.append(rec)
+            if report is not None:
+                report(rec)
     if parallel:      # the chapter's clock counts the side-by-side work once, spread over its arms
         for rec in arms:
             if (rec["arm"], rec["seed"]) in parallel:
@@ -520,6 +529,16 @@ def finding_rows(finding: Finding, results: dict[str, dict[str, Any]]) -> list[t
 
 
 # ---------------------------------------------------------------------------------------- files
+def decided_rows(fid: int, results: dict[str, dict[str, Any]]) -> list[tuple[Row, Verdict, str]]:
+    """Finding ``fid``'s rows that ``results`` decide (:func:`finding_rows`, the one rule), each with the
+    cell a chapter prints as ours: the two arms' means, or their gains for a gain-against-gain row.
+    Book: chapters 4 and 5."""
+    from simclr_book.budget import pct
+    from simclr_book.specs import finding_of
+    return [(row, v, f"gains {100 * v.a:+.1f} vs {100 * v.b:+.1f} points" if row.vs else f"{pct(v.a)} vs {pct(v.b)}")
+            for row, v in finding_rows(finding_of(fid), results) if v is not None]
+
+
 def results_path(part: str, root: str | Path | None = None) -> Path:
     return Path(root or GPU_RESULTS) / f"{part}.json"
 
@@ -571,24 +590,14 @@ def run_part(name: str, budget: Budget, argv: list[str] | None = None) -> dict[s
     t0 = time.perf_counter()
     commit = _common().git_commit_now(REPO)     # at the start: later edits do not relabel these results
     data = load_data(budget, full=True)
-    parallel = train_missing(name, budget, data)     # side by side at cpu; nothing on a GPU
-    arms = []
-    for seed in part.seeds.get(budget.name, (0,)):
-        for arm in part.arms:
-            rec = arm_result(part, arm.name, budget, seed, data)
-            if parallel.get((arm.name, seed), (0.0, False))[1]:      # trained by a worker, not only evaluated
-                rec.update(cached=False, trained_in_parallel=True)
-                if rec["train_s"] is None:         # a supervised arm: its worker's time
-                    rec["train_s"] = round(parallel[(arm.name, seed)][0], 1)
-            shown = {k: rec[k] for k in ("knn", "linear", "linear_z", "top1", "ft1", "scratch1") if k in rec}
-            print(f"{name} {arm.name} seed {seed}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shown.items())
-                  + (" (cached)" if rec["cached"] else f" ({rec['train_s']} s)"), flush=True)
-            arms.append(rec)
-    result: dict[str, Any] = {
-        "part": name, "chapter": part.chapter, "title": part.title, "budget": budget.name,
-        "device": describe_device(budget.device), "commit": commit, "torch": torch.__version__,
-        "command": "python -m simclr_book.fullscale " + " ".join(sys.argv[1:] if argv is None else argv),
-        "train_images": len(data[0]), "test_images": len(data[2]), "floors": floors(budget, data), "arms": arms}
+
+    def report(rec: dict[str, Any]) -> None:
+        shown = {k: rec[k] for k in ("knn", "linear", "linear_z", "top1", "ft1", "scratch1") if k in rec}
+        print(f"{name} {rec['arm']} seed {rec['seed']}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shown.items())
+              + (" (cached)" if rec["cached"] else f" ({rec['train_s']} s)"), flush=True)
+    result: dict[str, Any] = part_results(name, budget, data, report=report)   # side by side at cpu
+    result.update(device=describe_device(budget.device), commit=commit, torch=torch.__version__,
+                  command="python -m simclr_book.fullscale " + " ".join(sys.argv[1:] if argv is None else argv))
     verdicts = []
     for f in FINDINGS:
         if name in f.parts:

@@ -105,17 +105,24 @@ def ordered_parts() -> list[Part]:
     return sorted(PARTS.values(), key=lambda p: (p.gpu_order or 99, p.chapter, p.name))
 
 
+def run_folders(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> list[Any]:
+    """The run cache's folders of SimCLR arm (or shared model) ``arm`` at ``seed``: every finished run with
+    its key, whatever name it was stored under."""
+    from simclr_book import cache
+    from simclr_book.fullscale import fig5_views
+    key = cache.run_key(arm_config_at(part, arm, budget, seed), data, fig5_views(*arm.views)[1] if arm.views else None)
+    return [p for p in cache.runs_dir().glob(f"*-{key}") if not p.name.startswith(".")]
+
+
 def is_cached(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> bool:
     """Whether the run cache holds ``arm`` at ``seed`` (simclr arms and shared models; a supervised arm's
     result is cached under the results folder)."""
-    from simclr_book import cache
-    cfg = arm_config_at(part, arm, budget, seed)
     if arm.kind == "supervised":
+        from simclr_book import cache
         from simclr_book.fullscale import supervised_parts
+        cfg = arm_config_at(part, arm, budget, seed)
         return any(cache.results_dir().glob(f"*-{cache.result_key(supervised_parts(cfg, data))}.pt"))
-    from simclr_book.fullscale import fig5_views
-    key = cache.run_key(cfg, data, fig5_views(*arm.views)[1] if arm.views else None)
-    return any(p for p in cache.runs_dir().glob(f"*-{key}") if not p.name.startswith("."))
+    return bool(run_folders(part, arm, budget, seed, data))
 
 
 def plan(budget: Budget, device: Device, data: Any = None, chapter: int | None = None) -> list[dict[str, Any]]:

@@ -286,3 +286,19 @@ def test_a_supervised_arm_named_with_a_slash_is_one_file_that_the_plan_finds(mon
     assert fs.arm_result(part, "sup-w/4", smoke, 0, data)["top1"] == 0.5
     assert [p.is_file() for p in (tmp_path / "results").iterdir()] == [True]
     assert is_cached(part, part.arm("sup-w/4"), smoke, 0, data)
+
+
+def test_decided_rows_are_finding_rows_with_the_cell_a_chapter_prints(monkeypatch):
+    """decided_rows: the rows finding_rows decides (undecided ones left out), with 'a vs b' means, or the
+    two gains of a gain-against-gain row."""
+    import simclr_book.fullscale as fs
+    from simclr_book.budget import pct
+    recs = [{"arm": a, "seed": s, "linear": v + 0.001 * s} for s in (0, 1, 2)
+            for a, v in (("b256-short", 0.47), ("b1024-short", 0.50), ("b256-long", 0.52), ("b1024-long", 0.53))]
+    results = {"ch05-fig9": {"test_images": 10_000, "floors": {"pixels_linear": 0.3, "random_linear": 0.3},
+                             "arms": recs}}
+    rows = fs.decided_rows(11, results)                       # the negatives row has no results: left out
+    assert [row.label for row, _, _ in rows] == [r.label for r in finding_of(11).rows[:2]]
+    (r1, v1, ours1), (r2, v2, ours2) = rows
+    assert ours1 == f"{pct(v1.a)} vs {pct(v1.b)}" and v1.gap == pytest.approx(3.0)
+    assert ours2 == f"gains {100 * v2.a:+.1f} vs {100 * v2.b:+.1f} points" and r2.vs
