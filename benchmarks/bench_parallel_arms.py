@@ -6,11 +6,13 @@ one process per core, one thread each. This script measures the ground for that 
 loop, ``simclr_lite.train.pretrain`` of the ``cpu`` arm's config (augmentation, forward and backward,
 NT-Xent, LARS, logging; the final kNN on a small test set) for ``--steps`` steps of random images:
 
-- one arm after another in one process with all cores' threads (what a chapter did before), and
-- one arm per core, each process at one thread, all at the same time,
+- one arm after another in one process with all cores' threads (what a chapter did before),
+- one arm per core, each process at one thread, all at the same time, and
+- one arm alone in one process at one thread (how a run recorded at one thread, alone, was timed),
 
 and prints the seconds per arm-epoch of 50,000 images each way and their ratio, measured side by side in
-one run, with the repeats' spread. Run it on an idle machine; its results file names the machine.
+one run, with the repeats' spread, and how much slower an arm trains beside the others than alone at one
+thread (the factor that turns a recorded one-thread time into its time side by side). Run it on an idle machine; its results file names the machine.
 
     python benchmarks/bench_parallel_arms.py
     BENCH_QUICK=1 python benchmarks/bench_parallel_arms.py     # a few steps: checks the script runs
@@ -84,25 +86,31 @@ def main() -> None:
     C.warn_if_busy(dev)
     print(f"pretrain of the cpu arm (resnet10 x0.25), batch {args.batch}, {args.steps} steps per arm, {cores} cores "
           f"({C.device_name(dev)}), {args.repeats} repeats each way", flush=True)
-    one, side = [], []
-    for _ in range(args.repeats):             # alternating, so a change of the machine's speed hits both
+    one, side, alone = [], [], []
+    for _ in range(args.repeats):             # alternating, so a change of the machine's speed hits every way
         one.append(launch(1, cores, args.steps, args.batch)[0])
         side.append(max(launch(cores, 1, args.steps, args.batch)))   # the arms are done when the slowest is
+        alone.append(launch(1, 1, args.steps, args.batch)[0])
     # seconds of machine time per arm-epoch: one at a time, or `cores` arms in the time of the slowest
     one_epoch = [t * EPOCH_STEPS for t in one]
     side_epoch = [t * EPOCH_STEPS / cores for t in side]
     ratio = min(one_epoch) / min(side_epoch)
+    slower = min(side) / min(alone)           # an arm's epoch beside the others / alone at one thread
     print(f"  one arm at a time, {cores} threads:      {' / '.join(f'{e:.0f}' for e in one_epoch)} s per arm-epoch")
     print(f"  {cores} arms at once, 1 thread each:  {' / '.join(f'{e:.0f}' for e in side_epoch)} s per arm-epoch "
           f"({' / '.join(f'{t * EPOCH_STEPS:.0f}' for t in side)} s per epoch of each arm)")
-    print(f"  side by side gets {ratio:.2f}x the arms done per hour (best of {args.repeats} each way)")
+    print(f"  one arm alone, 1 thread:             {' / '.join(f'{t * EPOCH_STEPS:.0f}' for t in alone)} s per epoch")
+    print(f"  side by side gets {ratio:.2f}x the arms done per hour (best of {args.repeats} each way); each arm "
+          f"trains {slower:.2f}x slower beside the others than alone at one thread")
     C.write_result("parallel-arms", dev, {
         "settings": {"config": "simclr_book.budget.arm_config(cpu), epochs=1 on random images", "batch": args.batch,
                      "steps": args.steps, "cores": cores, "repeats": args.repeats},
         "results": {"one_at_a_time_step_s": one, "side_by_side_slowest_step_s": side,
                     "one_at_a_time_epoch_s": [round(e, 1) for e in one_epoch],
                     "side_by_side_epoch_s_per_arm_of_machine": [round(e, 1) for e in side_epoch],
-                    "ratio": round(ratio, 3)},
+                    "alone_one_thread_step_s": alone,
+                    "alone_one_thread_epoch_s": [round(t * EPOCH_STEPS, 1) for t in alone],
+                    "ratio": round(ratio, 3), "side_by_side_over_alone_one_thread": round(slower, 3)},
     }, args.out, machine_info=info)
 
 
