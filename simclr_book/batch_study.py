@@ -50,7 +50,7 @@ PLANS: dict[str, dict[str, Any]] = {
                   mem_batches=(16, 32, 64, 128)),
     "cpu": dict(width=0.125, grid_batches=(64, 256, 1024), grid_epochs=(1, 2), opt_epochs=2,
                 sim=dict(group=16, epochs=2),
-                bn=dict(train=50000, test=10000, batch=256, procs=16, epochs=2, arch="resnet10", width=0.25),
+                bn=dict(train=50000, test=10000, batch=256, procs=8, epochs=2, arch="resnet10", width=0.25),
                 mem_batches=(32, 64, 128, 256, 512)),
     "gpu": dict(width=1.0, grid_batches=(128, 512, 2048), grid_epochs=(25, 50, 100), opt_epochs=50,
                 sim=dict(group=32, epochs=20),

@@ -286,7 +286,14 @@ def train_arm(name: str, budget: Budget, data: tuple[torch.Tensor, ...], augment
     ``augment`` / ``augment_key``). The summary as :func:`shared_model` returns it."""
     from simclr_book.cache import cached_pretrain
 
-    cfg = arm_config(budget, **overrides)
-    if "log_every" not in overrides:     # four loss points per epoch, whichever chapter trains the arm first
-        cfg = replace(cfg, log_every=max(1, len(data[0]) // cfg.batch_size // 4))
+    cfg = train_arm_config(budget, data, **overrides)
     return cached_pretrain(cfg, data, name=f"{budget.name}-{name}", augment=augment, augment_key=augment_key)
+
+
+def train_arm_config(budget: Budget, data: tuple[torch.Tensor, ...], **overrides: Any) -> Config:
+    """The config :func:`train_arm` trains: :func:`arm_config` plus ``overrides``, logging four loss points
+    per epoch of ``data`` unless ``log_every`` is among them (whichever chapter trains the arm first)."""
+    cfg = arm_config(budget, **overrides)
+    if "log_every" not in overrides:
+        cfg = replace(cfg, log_every=max(1, len(data[0]) // cfg.batch_size // 4))
+    return cfg

@@ -135,6 +135,13 @@ def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def run_cached(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> bool:
+    """Whether the run cache holds a finished run of ``cfg`` on ``data`` (under any name): what
+    :func:`cached_pretrain` would load instead of training."""
+    key = run_key(cfg, data, augment_key)
+    return any((p / "run.json").is_file() for p in runs_dir().glob(f"*-{key}") if not p.name.startswith("."))
+
+
 def runs_dir() -> Path:
     """``<cache>/runs``: ``$SIMCLR_CACHE/runs``, else ``data/cache/runs`` (see :func:`simclr_lite.data.cache_dir`)."""
     return cache_dir() / "runs"

@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -313,10 +313,70 @@ def _worker_start(data: tuple[torch.Tensor, ...], threads: int) -> None:
     _WORKER_DATA = data
 
 
-def _worker_arm(name: str, arm: str, budget: Budget, seed: int) -> tuple[str, int, float, bool]:
+def _worker_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[float, bool]:
     t0 = time.perf_counter()
-    rec = arm_result(PARTS[name], arm, budget, seed, _WORKER_DATA)      # trained (or loaded), evaluated, cached
-    return arm, seed, time.perf_counter() - t0, not rec["cached"]
+    out = fn(*args, data=_WORKER_DATA, **kwargs)
+    return time.perf_counter() - t0, not out["cached"]      # a model stays in the worker: only the flag returns
+
+
+def side_by_side(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]], budget: Budget,
+                 data: tuple[torch.Tensor, ...], workers: int | None = None, desc: str = "runs"
+                 ) -> list[tuple[float, bool]] | None:
+    """Run each ``(fn, args, kwargs)`` of ``calls`` as ``fn(*args, data=data, **kwargs)`` in ``workers``
+    processes side by side (:func:`arm_workers` when None), each with an equal share of the cores' threads
+    and ``data`` in shared memory (not copied per worker), in the order given (put the longest first).
+    ``fn`` is a module-level function that trains (or loads) into the run cache and returns a dict with
+    ``cached``; the caller then loads its result from the cache. Returns each call's worker seconds and
+    whether it trained (``not cached``), or None when fewer than two workers would run: the caller then
+    trains in its own process. A progress bar shows when a person runs the notebook.
+    Book: the Reproducing page (a chapter's time at ``cpu``); chapters 2-5."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch.multiprocessing as tmp
+
+    workers = min(arm_workers(budget, len(calls)) if workers is None else workers, len(calls))
+    if workers < 2:
+        return None
+    threads = max(1, _cores() // workers)
+    shared = tuple(t.share_memory_() if isinstance(t, torch.Tensor) else t for t in data)
+    bar = None
+    if cache.interactive():
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(calls), desc=f"{desc}, {workers} at once", unit="run")
+    out: list[tuple[float, bool]] = []
+    with ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"), initializer=_worker_start,
+                             initargs=(shared, threads)) as pool:
+        futures = [pool.submit(_worker_call, fn, args, kwargs) for fn, args, kwargs in calls]
+        for f in futures:
+            try:
+                out.append(f.result())      # a worker's error is raised here, with its message
+            except BrokenProcessPool:
+                raise RuntimeError(f"{desc}: a worker process training side by side stopped (out of memory, "
+                                   "killed, or a script without `if __name__ == '__main__':` around its code); "
+                                   "fix that, or set SIMCLR_WORKERS=1 to train in this process") from None
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def pretrain_side_by_side(runs: list[tuple[str, dict[str, Any]]], budget: Budget, data: tuple[torch.Tensor, ...],
+                          workers: int | None = None) -> set[str]:
+    """Train the chapter arms ``runs`` (``(name, overrides)`` of :func:`~simclr_book.budget.train_arm`) that
+    the run cache lacks, side by side (:func:`side_by_side`); the chapter then loads each with ``train_arm``
+    as before. Returns the names trained here (none where one worker would run: the chapter trains them
+    itself). Book: chapter 3 (the validation grid)."""
+    from simclr_book.budget import train_arm, train_arm_config
+    todo = [(name, kw) for name, kw in runs if not cache.run_cached(train_arm_config(budget, data, **kw), data)]
+    done = side_by_side([(train_arm, (name, budget), kw) for name, kw in todo], budget, data, workers,
+                        desc="arms trained")
+    return {name for (name, _), (_, trained) in zip(todo, done or []) if trained}
+
+
+def _part_arm(name: str, arm: str, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    return arm_result(PARTS[name], arm, budget, seed, data)      # trained (or loaded), evaluated, cached
 
 
 def result_cached(part: Part, arm: Any, budget: Budget, seed: int, data: tuple[torch.Tensor, ...]) -> bool:
@@ -333,52 +393,19 @@ def result_cached(part: Part, arm: Any, budget: Budget, seed: int, data: tuple[t
 def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None
                   ) -> dict[tuple[str, int], tuple[float, bool]]:
     """Train and evaluate the arms of part ``name`` that the cache lacks (:func:`result_cached`: a run, or
-    only its evaluation), ``workers`` processes side by side (:func:`arm_workers` when None; each with an
-    equal share of the cores' threads), longest first; everything lands in the cache, so the caller then
-    loads it. Returns the ``(arm, seed)`` pairs done there, each with its worker's seconds and whether it
-    trained the arm (False: only its evaluation was missing). One worker does nothing here: the caller trains in its own process.
-    Book: the Reproducing page (a chapter's time at ``cpu``)."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    import torch.multiprocessing as tmp
-
+    only its evaluation), side by side (:func:`side_by_side`), longest first; everything lands in the
+    cache, so the caller then loads it. Returns the ``(arm, seed)`` pairs done there, each with its worker's
+    seconds and whether it trained the arm (False: only its evaluation was missing); empty where one worker
+    would run (the caller trains in its own process). Book: the Reproducing page (a chapter's time at ``cpu``)."""
     from simclr_book.plan import arm_minutes, this_device
     part = PARTS[name]
-    workers = arm_workers(budget, len(part.arms) * len(part.seeds.get(budget.name, (0,)))) if workers is None \
-        else workers
-    if workers < 2:
-        return {}
     todo = [(a, s) for s in part.seeds.get(budget.name, (0,)) for a in part.arms
             if not result_cached(part, a, budget, s, data)]
-    workers = min(workers, len(todo))
-    if workers < 2:       # one arm (or none) to train: the caller trains it in its own process
-        return {}
     device = this_device(budget)
     todo.sort(key=lambda t: -arm_minutes(part, t[0], budget, device))
-    threads = max(1, _cores() // workers)
-    shared = tuple(t.share_memory_() if isinstance(t, torch.Tensor) else t for t in data)   # not copied per worker
-    done: dict[tuple[str, int], tuple[float, bool]] = {}
-    bar = None
-    if cache.interactive():
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc=f"{name}: arms trained, {workers} at once", unit="arm")
-    with ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"), initializer=_worker_start,
-                             initargs=(shared, threads)) as pool:
-        futures = [pool.submit(_worker_arm, name, a.name, budget, s) for a, s in todo]
-        for f in as_completed(futures):
-            try:
-                arm, seed, seconds, trained = f.result()      # a worker's error is raised here, with its message
-            except BrokenProcessPool:
-                raise RuntimeError(f"{name}: a worker process training its arms stopped (out of memory, killed, "
-                                   "or a script without `if __name__ == '__main__':` around its code); fix that, "
-                                   "or set SIMCLR_WORKERS=1 to train in this process") from None
-            done[(arm, seed)] = (seconds, trained)
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
-    return done
+    done = side_by_side([(_part_arm, (name, a.name, budget, s), {}) for a, s in todo], budget, data, workers,
+                        desc=f"{name}: arms trained") if len(todo) > 1 else None
+    return {} if done is None else {(a.name, s): r for (a, s), r in zip(todo, done)}
 
 
 def part_results(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None,

@@ -128,6 +128,17 @@ def table3_views(task: str, cfg: Any) -> tuple[Callable[..., torch.Tensor], str]
     return view, f"table3:{task}:p={p}:{code_fingerprint(('augment', 'augment_fig4'))[:12]}"
 
 
+def table3_run(task: str, cfg: Any, budget_name: str, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """Table 3's arm for ``task``: ``cfg`` (Fig. 7's arm ``w``, the recipe for the arms' epochs) pretrained
+    with the task's transformation added to its views (:func:`table3_views`), trained once into the run cache
+    (:func:`simclr_book.cache.cached_pretrain`) and loaded after. Module-level, so that
+    :func:`simclr_book.fullscale.side_by_side` can train the three arms at once."""
+    from simclr_book.cache import cached_pretrain
+    view, key = table3_views(task, cfg)
+    return cached_pretrain(cfg, data, name=f"{budget_name}-ch04-table3-{TABLE3_ADDED[task]}", augment=view,
+                           augment_key=key)
+
+
 def held_to_floor(v: Verdict, accuracy: float, floor: float) -> Verdict:
     """``v`` held to the floors through the model behind it: "below the floor" when that model's class
     accuracy ``accuracy`` (a fraction, the floors' protocol) is at or below ``floor`` (the higher of raw

@@ -45,10 +45,11 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
            "benchmarks/results/h200-2026-11-30/cifar10-gpu-2.5min-eager.run.json"),
     Device("NVIDIA H100", "gpu", 4.5, 30, 20,
            "not measured: the H200's times x 1.25 (assumed; the H100's memory is slower)"),
-    Device("2 CPU cores", "cpu", 50.0, 150, 60,
-           "measured: chapter 5's arms, two at once, one thread each, 46-53 s per epoch each on 2 cores of an AMD "
-           "EPYC (e.g. cpu-ch05-fig9-b256-long-seed1, 6 epochs in 274 s; benchmarks/bench_parallel_arms.py: two "
-           "at once get 1.38x the work of one process with both threads done)", workers=2),
+    Device("2 CPU cores", "cpu", 60.0, 150, 25,
+           "measured on 2 idle cores of an AMD EPYC: benchmarks/bench_parallel_arms.py, two arms at once at one "
+           "thread each, 58-68 s per epoch each (alone at one thread 57-65 s; chapter 5's arms 46-64 s); an "
+           "arm's kNN and linear evaluation about 25 s at one thread (chapter 3's grid: 19-27 s per arm)",
+           workers=2),
     Device("2 CPU cores (smoke)", "smoke", 0.5, 10, 2, "measured: CI's smoke arms, about 0.5 s per epoch"),
 )}
 DEFAULT_DEVICE = {"gpu": "NVIDIA H100", "cpu": "2 CPU cores", "smoke": "2 CPU cores (smoke)"}

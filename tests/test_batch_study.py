@@ -43,7 +43,8 @@ def test_plans_give_every_budget_the_same_sizes():
     # the sizes chapter 5's text gives for the cpu budget
     cpu = S.PLANS["cpu"]
     assert cpu["grid_batches"] == (64, 256, 1024) and cpu["grid_epochs"] == (1, 2)
-    assert cpu["sim"]["group"] == 16 and cpu["bn"]["procs"] == 16 and cpu["bn"]["batch"] == 256
+    assert cpu["sim"]["group"] == 16 and cpu["bn"]["procs"] == 8 and cpu["bn"]["batch"] == 256
+    assert cpu["bn"]["batch"] // cpu["bn"]["procs"] == 2 * cpu["sim"]["group"]   # "twice the simulation's group"
 
 
 # ---------------------------------------------------------------------------------- learning rate

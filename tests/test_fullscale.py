@@ -268,6 +268,28 @@ def test_train_missing_trains_each_missing_arm_once_in_worker_processes(monkeypa
     assert [r["linear"] for r in again["arms"]] == [r["linear"] for r in res["arms"]]
 
 
+def test_pretrain_side_by_side_trains_only_the_missing_chapter_arms_in_workers(monkeypatch, tmp_path):
+    """Chapter 3's validation grid: two workers train the two smoke arms the cache lacks (each name once);
+    train_arm then loads the same runs, and a second call has nothing to train. One worker, or nothing to
+    do, trains nothing there (the chapter trains in its own process)."""
+    import torch
+
+    import simclr_book.fullscale as fs
+    from simclr_book.budget import budget_sizes, train_arm
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(128) % 10,
+            torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(50) % 10)
+    smoke = budget_sizes("smoke")
+    runs = [("t-tau0.1", dict(temperature=0.1, epochs=1)), ("t-tau0.5", dict(temperature=0.5, epochs=1))]
+    assert fs.pretrain_side_by_side(runs, smoke, data, workers=1) == set()        # one worker: not here
+    assert not any((tmp_path / "runs").glob("*/run.json"))
+    assert fs.pretrain_side_by_side(runs, smoke, data, workers=2) == {"t-tau0.1", "t-tau0.5"}
+    assert all(train_arm(n, smoke, data, **kw)["cached"] for n, kw in runs)     # loaded, not trained again
+    assert fs.pretrain_side_by_side(runs, smoke, data, workers=2) == set()        # nothing left
+    assert fs.side_by_side([], smoke, data, workers=2) is None
+
+
 def test_a_supervised_arm_named_with_a_slash_is_one_file_that_the_plan_finds(monkeypatch, tmp_path):
     """Fig. 7's supervised arm w/4: its result is a file of the results folder (not a folder 'w'), so the
     plan sees it cached."""
