@@ -110,3 +110,23 @@ def test_the_linear_heads_initialisation_is_rebuilt_from_its_seed():
     w1 = build_model(cfg).head.weight.detach().clone()
     torch.manual_seed(cfg.seed)
     assert torch.equal(w1, build_model(cfg).head.weight.detach())
+
+
+def test_table3_runs_train_side_by_side_in_workers_then_load(monkeypatch, tmp_path):
+    """Chapter 4's Table 3 arms through the worker pool: two workers pretrain two tasks' arms into the run
+    cache (their views rebuilt in each worker from the task and the config), then table3_run loads each."""
+    from simclr_book.budget import arm_config, budget_sizes
+    from simclr_book.cache import run_cached
+    from simclr_book.fullscale import side_by_side
+    from simclr_book.heads import table3_run, table3_views
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(256) % 10,
+            torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(20) % 10)
+    smoke = budget_sizes("smoke")
+    cfg = arm_config(smoke, epochs=1)
+    tasks = list(TABLE3_ADDED)[:2]
+    done = side_by_side([(table3_run, (t, cfg, "smoke"), {}) for t in tasks], smoke, data, workers=2)
+    assert done is not None and [trained for _, trained in done] == [True, True]
+    assert all(run_cached(cfg, data, table3_views(t, cfg)[1]) for t in tasks)
+    assert all(table3_run(t, cfg, "smoke", data)["cached"] for t in tasks)
