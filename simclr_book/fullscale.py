@@ -399,8 +399,10 @@ def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], wor
     would run (the caller trains in its own process). Book: the Reproducing page (a chapter's time at ``cpu``)."""
     from simclr_book.plan import arm_minutes, this_device
     part = PARTS[name]
-    todo = [(a, s) for s in part.seeds.get(budget.name, (0,)) for a in part.arms
-            if not result_cached(part, a, budget, s, data)]
+    seeds = part.seeds.get(budget.name, (0,))
+    if (arm_workers(budget, len(part.arms) * len(seeds)) if workers is None else workers) < 2:
+        return {}          # one worker: the caller trains in its own process (no need to look at the cache here)
+    todo = [(a, s) for s in seeds for a in part.arms if not result_cached(part, a, budget, s, data)]
     device = this_device(budget)
     todo.sort(key=lambda t: -arm_minutes(part, t[0], budget, device))
     done = side_by_side([(_part_arm, (name, a.name, budget, s), {}) for a, s in todo], budget, data, workers,
