@@ -330,7 +330,7 @@ def side_by_side(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str
     whether it trained (``not cached``), or None when fewer than two workers would run: the caller then
     trains in its own process. A progress bar shows when a person runs the notebook.
     Book: the Reproducing page (a chapter's time at ``cpu``); chapters 2-5."""
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     import torch.multiprocessing as tmp
@@ -344,13 +344,13 @@ def side_by_side(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str
     if cache.interactive():
         from tqdm.auto import tqdm
         bar = tqdm(total=len(calls), desc=f"{desc}, {workers} at once", unit="run")
-    out: list[tuple[float, bool]] = []
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(calls)
     with ProcessPoolExecutor(workers, mp_context=tmp.get_context("spawn"), initializer=_worker_start,
                              initargs=(shared, threads)) as pool:
-        futures = [pool.submit(_worker_call, fn, args, kwargs) for fn, args, kwargs in calls]
-        for f in futures:
+        futures = {pool.submit(_worker_call, fn, args, kwargs): i for i, (fn, args, kwargs) in enumerate(calls)}
+        for f in as_completed(futures):         # the bar moves as each run ends; out keeps the calls' order
             try:
-                out.append(f.result())      # a worker's error is raised here, with its message
+                out[futures[f]] = f.result()    # a worker's error is raised here, with its message
             except BrokenProcessPool:
                 raise RuntimeError(f"{desc}: a worker process training side by side stopped (out of memory, "
                                    "killed, or a script without `if __name__ == '__main__':` around its code); "
