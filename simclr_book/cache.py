@@ -135,11 +135,17 @@ def run_key(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def run_folders(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> list[Path]:
+    """The run cache's folders of ``cfg`` on ``data``, whatever name each was stored under (a run an
+    interrupted call left half-trained included)."""
+    key = run_key(cfg, data, augment_key)
+    return [p for p in runs_dir().glob(f"*-{key}") if not p.name.startswith(".")]
+
+
 def run_cached(cfg: Config, data: tuple[torch.Tensor, ...], augment_key: str | None = None) -> bool:
     """Whether the run cache holds a finished run of ``cfg`` on ``data`` (under any name): what
     :func:`cached_pretrain` would load instead of training."""
-    key = run_key(cfg, data, augment_key)
-    return any((p / "run.json").is_file() for p in runs_dir().glob(f"*-{key}") if not p.name.startswith("."))
+    return any((p / "run.json").is_file() for p in run_folders(cfg, data, augment_key))
 
 
 def runs_dir() -> Path:
@@ -290,15 +296,19 @@ def results_dir() -> Path:
     return cache_dir() / "results"
 
 
+def stored_result(parts: dict[str, Any]) -> Path | None:
+    """The file of the cached result of ``parts`` (:func:`cached_result`) under any name, or None."""
+    return next(iter(sorted(results_dir().glob(f"*-{result_key(parts)}.pt"))), None)
+
+
 def cached_result(name: str, parts: dict[str, Any], compute: Any) -> dict[str, Any]:
     """``compute()`` once, then loaded: a dict of tensors and numbers saved atomically under
     :func:`results_dir` as ``<name>-<result_key(parts)>.pt`` and loaded with ``weights_only=True``;
     ``cached`` says whether it was loaded. ``name`` only labels the file: a result stored under another
     name with the same key (the same computation) is loaded, as :func:`cached_pretrain` loads runs."""
-    key = result_key(parts)
-    path = results_dir() / f"{name}-{key}.pt"
+    path = results_dir() / f"{name}-{result_key(parts)}.pt"
     if not path.exists():
-        path = next(iter(sorted(results_dir().glob(f"*-{key}.pt"))), path)
+        path = stored_result(parts) or path
     if path.exists():
         return {**torch.load(path, weights_only=True), "cached": True}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -285,9 +285,9 @@ def evaluate_run(run: dict[str, Any], data: tuple[torch.Tensor, ...], device: st
 
 
 def arm_workers(budget: Budget, arms: int) -> int:
-    """How many processes train ``arms`` missing arms side by side (:func:`train_missing`): one per two CPU
-    cores' worth of threads at the ``cpu`` budget (a 2-core machine trains two arms at once, one thread
-    each: ``benchmarks/bench_parallel_arms.py`` measures how much more that gets done than one process with
+    """How many processes train ``arms`` missing arms side by side (:func:`side_by_side`): one per core at
+    the ``cpu`` budget (a 2-core machine trains two arms at once, one thread each:
+    ``benchmarks/bench_parallel_arms.py`` measures how much more that gets done than one process with
     both threads), at most 4; one on a GPU and at ``smoke`` (its arms take seconds). ``SIMCLR_WORKERS``
     overrides it."""
     env = os.environ.get("SIMCLR_WORKERS", "").strip()
@@ -386,8 +386,8 @@ def result_cached(part: Part, arm: Any, budget: Budget, seed: int, data: tuple[t
     if arm.kind == "supervised":
         return is_cached(part, arm, budget, seed, data)
     h_and_z = "h_and_z" in part.evals
-    return any((cache.results_dir() / f"eval-{f.name}-{cache.result_key(_eval_parts(h_and_z, budget.device, data, f.name))}.pt"
-                ).exists() for f in run_folders(part, arm, budget, seed, data))
+    return any(cache.stored_result(_eval_parts(h_and_z, budget.device, data, f.name)) is not None
+               for f in run_folders(part, arm, budget, seed, data))
 
 
 def train_missing(name: str, budget: Budget, data: tuple[torch.Tensor, ...], workers: int | None = None

@@ -111,8 +111,8 @@ def run_folders(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> l
     its key, whatever name it was stored under."""
     from simclr_book import cache
     from simclr_book.fullscale import fig5_views
-    key = cache.run_key(arm_config_at(part, arm, budget, seed), data, fig5_views(*arm.views)[1] if arm.views else None)
-    return [p for p in cache.runs_dir().glob(f"*-{key}") if not p.name.startswith(".")]
+    return cache.run_folders(arm_config_at(part, arm, budget, seed), data,
+                             fig5_views(*arm.views)[1] if arm.views else None)
 
 
 def is_cached(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> bool:
@@ -122,7 +122,7 @@ def is_cached(part: Part, arm: Arm, budget: Budget, seed: int, data: Any) -> boo
         from simclr_book import cache
         from simclr_book.fullscale import supervised_parts
         cfg = arm_config_at(part, arm, budget, seed)
-        return any(cache.results_dir().glob(f"*-{cache.result_key(supervised_parts(cfg, data))}.pt"))
+        return cache.stored_result(supervised_parts(cfg, data)) is not None
     return bool(run_folders(part, arm, budget, seed, data))
 
 

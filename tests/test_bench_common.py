@@ -63,9 +63,9 @@ def test_commit_outside_a_repository_is_none(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,expected", [
     ("SIMCLR_DATA=/scratch/ann/datasets PYTHONPATH=/scratch/ann/benchdeps python benchmarks/bench_knn.py",
      "SIMCLR_DATA=PATH PYTHONPATH=PATH python benchmarks/bench_knn.py"),
-    ("python benchmarks/cpu_quality.py --data /home/ann/cifar --run /tmp/runs/q --out=/home/ann/out/x.json",
+    ("python benchmarks/cpu_quality.py --data /home/ann/cifar --run /scratch/ann/runs/q --out=/home/ann/out/x.json",
      "python benchmarks/cpu_quality.py --data PATH --run PATH --out=PATH"),
-    ("PYTHONPATH=/tmp/site:{repo} python x.py", "PYTHONPATH=PATH:. python x.py"),
+    ("PYTHONPATH=/scratch/ann/site:{repo} python x.py", "PYTHONPATH=PATH:. python x.py"),
     ("CIFAR-10 train from $SIMCLR_DATA={repo}/.devcarry", "CIFAR-10 train from $SIMCLR_DATA=.devcarry"),
     ("--data ~/datasets/cifar10", "--data PATH"),
     ("python -m simclr_book.fullscale ch05-fig9 --budget smoke --out results/fig9.json",
@@ -83,9 +83,9 @@ def test_public_paths_hides_machine_folders(text, expected):
 
 def test_recorded_command_line_has_no_machine_paths(monkeypatch):
     C = _common()
-    monkeypatch.setattr(sys, "argv", [str(C.REPO / "benchmarks" / "bench_knn.py"), "--out", "/tmp/o", "--reps", "2"])
+    monkeypatch.setattr(sys, "argv", [str(C.REPO / "benchmarks" / "bench_knn.py"), "--out", "/scratch/ann/o", "--reps", "2"])
     monkeypatch.setenv("SIMCLR_DATA", "/scratch/ann/datasets")
-    monkeypatch.setenv("PYTHONPATH", f"/tmp/site:{C.REPO}")
+    monkeypatch.setenv("PYTHONPATH", f"/scratch/ann/site:{C.REPO}")
     monkeypatch.delenv("BENCH_QUICK", raising=False)
     assert C._command_line() == "SIMCLR_DATA=PATH PYTHONPATH=PATH:. python benchmarks/bench_knn.py --out PATH --reps 2"
 
