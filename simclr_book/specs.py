@@ -195,9 +195,9 @@ PARTS: dict[str, Part] = {p.name: p for p in (
              # images, never the test set; Table 4's "tuned per loss"); NT-Xent's is Table 5's l2-t0.1 arm
              Arm("nt-xent", dict(loss="nt_xent", temperature=0.1)),
              Arm("nt-logistic", dict(loss="nt_logistic", temperature=0.1)),
-             Arm("nt-logistic-sh", dict(loss="nt_logistic", temperature=0.5, semi_hard=True)),
+             Arm("nt-logistic-sh", dict(loss="nt_logistic", temperature=1.0, semi_hard=True)),
              Arm("margin", dict(loss="margin_triplet", margin=0.4)),
-             Arm("margin-sh", dict(loss="margin_triplet", margin=0.8, semi_hard=True))),
+             Arm("margin-sh", dict(loss="margin_triplet", margin=0.2, semi_hard=True))),
          {"smoke": (0,), "cpu": CPU_SEEDS, "gpu": (0,)}, gpu_order=7),
     Part("ch05-negatives", 5, "Fig. 9's mechanism: the same images, steps and batch (1024), negatives from "
          "sub-batches of 64 / 256 / 1024",
