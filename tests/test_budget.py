@@ -162,6 +162,10 @@ def test_the_intros_budget_table_says_what_the_budgets_are():
         assert re.search(f"{b.model_train_images:,} / {b.model_test_images:,} (CIFAR-10 )?images", row), (name, row)
         assert f"ResNet-{b.arch[len('resnet'):]}" in row, (name, row)
     assert f"({_BUDGETS['cpu'].model_epochs} epochs)" in rows["cpu"] and f"{_BUDGETS['cpu'].arm_epochs}-epoch arms" in rows["cpu"]
+    from simclr_book.specs import EPOCHS, FIG9_EPOCHS      # the parts whose arms are shorter than the budget's
+    assert f"chapter 3's: {EPOCHS['ch03-table4']['cpu']} epochs" in rows["cpu"], rows["cpu"]
+    assert EPOCHS["ch03-table4"]["cpu"] == EPOCHS["ch03-table5"]["cpu"]
+    assert "Fig. 9: {} and {}".format(*FIG9_EPOCHS["cpu"]) in rows["cpu"], rows["cpu"]
     assert f"{_BUDGETS['cpu'].train_images:,} / {_BUDGETS['cpu'].test_images:,}" in rows["cpu"]
     assert f"shared models {_BUDGETS['gpu'].model_epochs} epochs, arms {_BUDGETS['gpu'].arm_epochs}" in rows["gpu"]
     assert "about 10 minutes" not in text
